@@ -1,0 +1,193 @@
+"""``SelectionEngine``: turns what is known about the pool into a recommendation.
+
+>>> import numpy as np
+>>> from alloop import SelectionEngine, Snapshot
+>>> engine = SelectionEngine(strategy="margin", classes=[0, 1])
+>>> engine.add_records([1, 2, 3])
+>>> engine.ingest(Snapshot(ids=[1, 2, 3], probs=np.array([[0.9, 0.1], [0.55, 0.45], [0.7, 0.3]])))
+>>> sel = engine.recommend(2)
+>>> sel.ids.tolist(), sel.strategy
+([2, 3], 'margin')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from alloop._validation import check_int
+from alloop.errors import ConfigError, LabelError, PoolExhaustedError, StateError
+from alloop.metadata import History, Snapshot
+from alloop.records import Pool, RecordState, as_id_array
+from alloop.strategies import SelectionContext, Strategy, make_strategy
+
+__all__ = ["Selection", "SelectionEngine"]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A recommendation: ids to label first, best first, with their scores and the reason."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    strategy: str
+    reason: str
+    loop: int = 0
+
+    def __len__(self) -> int:
+        return int(self.ids.size)
+
+
+class SelectionEngine:
+    """Keeps the pool's states and History and recommends records with a strategy.
+
+    strategy  a name (``"margin"``), a spec (``"random(seed=3)"``) or a :class:`Strategy`
+    seed      randomness of every stochastic strategy derives from it (and the loop number)
+    classes   the class labels, in the column order of ``probs``
+    """
+
+    def __init__(self, strategy: str | Strategy = "margin", *, seed: int = 0, classes: Sequence[Any] | None = None) -> None:
+        self.strategy = make_strategy(strategy)
+        self.seed = check_int(seed, "seed", "SelectionEngine", min=0)
+        self.classes: list[Any] | None = None if classes is None else list(classes)
+        self.pool = Pool()
+        self.history = History()
+        self.labels = np.empty(0, dtype=np.int64)  # class position per pool index, -1 = none
+        self.loop = 0
+
+    # ---- pool -----------------------------------------------------------------------------------
+    def add_records(self, ids: Any, *, holdout: bool = False) -> None:
+        """Register records (``holdout=True`` puts them in the evaluation split, never selected)."""
+        self.pool.add(ids, state=RecordState.EVAL if holdout else RecordState.UNLABELED)
+        grow = self.pool.capacity - self.labels.size
+        self.labels = np.concatenate([self.labels, np.full(grow, -1, dtype=np.int64)])
+
+    def remove_records(self, ids: Any) -> None:
+        """Forget records and everything known about them."""
+        idx = self.pool.remove(ids)
+        self.labels[idx] = -1
+        self.history.forget(idx)
+
+    # ---- metadata and labels ---------------------------------------------------------------------
+    def ingest(self, snapshot: Snapshot, *, loop: int | None = None) -> None:
+        """Fold one INFER pass into History; every id must be in the pool."""
+        if self.classes is not None:
+            snapshot = snapshot.aligned_to(self.classes)
+        idx = self.pool.index_of(snapshot.ids, "snapshot.ids")
+        self.history.update(idx, snapshot, self.loop if loop is None else loop)
+
+    def class_positions(self, y: Any, field: str = "y") -> np.ndarray:
+        values = list(np.asarray(y, dtype=object).tolist()) if not isinstance(y, list) else y
+        if self.classes is None:
+            raise ConfigError("SelectionEngine needs 'classes' before labels can be observed.")
+        pos = {c: j for j, c in enumerate(self.classes)}
+        out = np.empty(len(values), dtype=np.int64)
+        for j, v in enumerate(values):
+            key = v.item() if isinstance(v, np.generic) else v
+            if key not in pos:
+                raise LabelError(
+                    f"Label {key!r} in {field!r} is not one of the classes {self.classes!r}; "
+                    "fix the label or declare the class."
+                )
+            out[j] = pos[key]
+        return out
+
+    def observe_labels(self, ids: Any, y: Any) -> None:
+        """Record labels (class values); records leave the candidate set."""
+        id_arr = as_id_array(ids, "ids")
+        pos = self.class_positions(y)
+        if pos.size != id_arr.size:
+            raise LabelError(f"'y' has {pos.size} labels for {id_arr.size} ids; give one label per id.")
+        idx = self.pool.transition(
+            id_arr, (RecordState.UNLABELED, RecordState.SELECTED, RecordState.LABELED), RecordState.LABELED
+        )
+        self.labels[idx] = pos
+
+    def mark_selected(self, ids: Any) -> None:
+        """Records sent for labeling: excluded from recommendations until labeled or released."""
+        self.pool.transition(ids, RecordState.UNLABELED, RecordState.SELECTED)
+
+    def release(self, ids: Any) -> None:
+        """Return selected-but-unlabeled records to the pool."""
+        self.pool.transition(ids, RecordState.SELECTED, RecordState.UNLABELED)
+
+    # ---- selection --------------------------------------------------------------------------------
+    def context(self, strategy: Strategy | None = None, *, loop: int | None = None) -> SelectionContext:
+        """The candidates (unlabeled, not pending) and the metadata ``strategy`` needs."""
+        strategy = strategy or self.strategy
+        cand = self.pool.indices(RecordState.UNLABELED)
+        if cand.size == 0:
+            raise PoolExhaustedError(
+                "No unlabeled record is left to select; add records with add_records() or stop the campaign."
+            )
+        h = self.history
+        needs = strategy.needs
+        if needs & {"probs", "samples", "embeddings", "history"}:
+            seen = np.zeros(cand.size, dtype=bool)
+            inside = cand < h.capacity
+            seen[inside] = h.seen[cand[inside]]
+            cand = cand[seen]
+            if cand.size == 0:
+                raise StateError(
+                    f"Strategy {strategy.spec!r} needs {sorted(needs)} but no unlabeled record has been inferred yet; "
+                    "ingest a Snapshot first or start with a cold-start strategy such as 'random'."
+                )
+        probs = h.probs[cand] if "probs" in needs or "samples" in needs else None
+        emb = None
+        if "embeddings" in needs:
+            if h.embeddings is None:
+                raise ConfigError(
+                    f"Strategy {strategy.spec!r} needs embeddings, but none were shared; "
+                    "share embeddings in the Snapshot or choose a probability-based strategy."
+                )
+            emb = h.embeddings[cand]
+        samples = None
+        if "samples" in needs:
+            snap, sidx = h.last_snapshot, h.last_index
+            if snap is None or snap.samples is None or sidx is None:
+                raise ConfigError(
+                    f"Strategy {strategy.spec!r} needs MC/ensemble samples, but the last snapshot has none; "
+                    "share 'samples' or choose another strategy."
+                )
+            where = {int(i): j for j, i in enumerate(sidx.tolist())}
+            keep = np.array([int(i) in where for i in cand.tolist()], dtype=bool)
+            cand = cand[keep]
+            probs = h.probs[cand]
+            samples = snap.samples[:, [where[int(i)] for i in cand.tolist()]]
+        labeled = self.pool.indices(RecordState.LABELED)
+        return SelectionContext(
+            ids=self.pool.ids_at(cand),
+            index=cand,
+            probs=probs,
+            embeddings=emb,
+            samples=samples,
+            history=h.features(cand) if "history" in needs else None,
+            labeled_ids=self.pool.ids_at(labeled),
+            labels=self.labels[labeled],
+            n_classes=None if self.classes is None else len(self.classes),
+            seed=self.seed,
+            loop=self.loop if loop is None else loop,
+        )
+
+    def recommend(self, k: int, *, strategy: str | Strategy | None = None, loop: int | None = None) -> Selection:
+        """The ``k`` records to label next (the whole remaining pool if fewer are left)."""
+        k = check_int(k, "k", "SelectionEngine.recommend", min=1)
+        strat = self.strategy if strategy is None else make_strategy(strategy)
+        ctx = self.context(strat, loop=loop)
+        scores = np.asarray(strat.score(ctx), dtype=np.float64)
+        if scores.shape != (ctx.n,):
+            raise RuntimeError(f"Strategy {strat.spec!r} returned {scores.shape} scores for {ctx.n} candidates.")
+        ids = strat.select(ctx, k)
+        pos = self.pool.index_of(ids)
+        where = {int(i): j for j, i in enumerate(ctx.index.tolist())}
+        chosen_scores = scores[[where[int(i)] for i in pos.tolist()]]
+        n_unlabeled = int(self.pool.mask(RecordState.UNLABELED).sum())
+        reason = f"{strat.spec}: top {ids.size} of {ctx.n} candidates by score"
+        if ctx.n < n_unlabeled:
+            reason += f" ({n_unlabeled - ctx.n} unlabeled records lack the metadata it needs)"
+        if chosen_scores.size:
+            reason += f"; scores {chosen_scores.min():.4g}..{chosen_scores.max():.4g}"
+        return Selection(ids=ids, scores=chosen_scores, strategy=strat.spec, reason=reason, loop=ctx.loop)

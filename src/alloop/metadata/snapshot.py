@@ -1,0 +1,282 @@
+"""``Snapshot``: the metadata of one INFER pass, validated on construction.
+
+>>> import numpy as np
+>>> s = Snapshot(ids=[10, 11], probs=np.array([[0.9, 0.1], [0.5, 0.5]]))
+>>> s.n_records, s.n_classes
+(2, 2)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alloop.errors import DataError
+from alloop.records import as_id_array
+
+__all__ = ["Snapshot", "TASK_TYPES"]
+
+TASK_TYPES = ("classification",)
+PROB_TOLERANCE = 1e-3
+
+
+def _float_array(value: Any, field: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # pragma: no cover - numpy gives odd errors for ragged input
+        raise DataError(f"{field!r} could not be read as an array: {exc}") from exc
+    if arr.dtype.kind not in "fiu":
+        raise DataError(f"{field!r} must be numeric; got dtype {arr.dtype}.")
+    # float64 is kept as given so that rankings match full-precision computations exactly;
+    # every other dtype becomes float32.
+    return arr if arr.dtype == np.float64 else arr.astype(np.float32)
+
+
+def _check_finite(arr: np.ndarray, field: str) -> None:
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise DataError(
+            f"{field!r} contains a NaN or infinite value at position {tuple(int(b) for b in bad)}; "
+            "every value must be finite."
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """One INFER pass over a set of records.
+
+    ids        record ids, unique (ints or strings)
+    probs      (n, C) class probabilities; each row in [0, 1] and summing to 1 (within 1e-3)
+    embeddings optional (n, D) representation
+    samples    optional (S, n, C) MC-dropout or ensemble member probabilities
+    dynamics   optional per-record training dynamics: name -> (n,) or (n, E) arrays
+    classes    optional class labels for the columns of ``probs``
+    loop       the loop that produced it, when known
+    """
+
+    ids: Any
+    probs: Any
+    embeddings: Any = None
+    samples: Any = None
+    dynamics: Mapping[str, Any] | None = None
+    classes: Any = None
+    loop: int | None = None
+    task: str = "classification"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if self.task not in TASK_TYPES:
+            raise DataError(f"'task' must be one of {TASK_TYPES}; got {self.task!r}.")
+        ids = as_id_array(self.ids, "ids")
+        if len(set(ids.tolist())) != ids.size:
+            raise DataError("'ids' of a Snapshot must be unique; an id appears more than once.")
+        set_(self, "ids", ids)
+        n = ids.size
+        probs = _float_array(self.probs, "probs")
+        if probs.ndim != 2 or probs.shape[0] != n:
+            raise DataError(f"'probs' must have shape (n_ids={n}, n_classes); got {probs.shape}.")
+        if probs.shape[1] < 1:
+            raise DataError("'probs' must have at least one class column.")
+        _check_finite(probs, "probs")
+        if n and (probs.min() < 0 or probs.max() > 1 + PROB_TOLERANCE):
+            raise DataError("'probs' must lie in [0, 1]; found a negative value or one above 1.")
+        if n:
+            sums = probs.sum(axis=1, dtype=np.float64)
+            worst = int(np.argmax(np.abs(sums - 1)))
+            if abs(sums[worst] - 1) > PROB_TOLERANCE:
+                raise DataError(
+                    f"Each row of 'probs' must sum to 1 (±{PROB_TOLERANCE}); row {worst} "
+                    f"(id {ids[worst]!r}) sums to {sums[worst]:.6g}. Apply softmax or normalise first."
+                )
+        set_(self, "probs", probs)
+        if self.embeddings is not None:
+            emb = _float_array(self.embeddings, "embeddings")
+            if emb.ndim != 2 or emb.shape[0] != n:
+                raise DataError(f"'embeddings' must have shape (n_ids={n}, dim); got {emb.shape}.")
+            _check_finite(emb, "embeddings")
+            set_(self, "embeddings", emb)
+        if self.samples is not None:
+            smp = _float_array(self.samples, "samples")
+            if smp.ndim != 3 or smp.shape[1:] != probs.shape:
+                raise DataError(
+                    f"'samples' must have shape (n_samples, n_ids={n}, n_classes={probs.shape[1]}); "
+                    f"got {smp.shape}."
+                )
+            _check_finite(smp, "samples")
+            if smp.size and smp.min() < 0:
+                raise DataError("'samples' must hold probabilities; found a negative value.")
+            set_(self, "samples", smp)
+        if self.dynamics is not None:
+            dyn: dict[str, np.ndarray] = {}
+            for name, value in dict(self.dynamics).items():
+                arr = _float_array(value, f"dynamics[{name!r}]")
+                if arr.ndim not in (1, 2) or arr.shape[0] != n:
+                    raise DataError(
+                        f"'dynamics[{name!r}]' must have shape (n_ids={n},) or (n_ids, n_epochs); got {arr.shape}."
+                    )
+                dyn[str(name)] = arr
+            set_(self, "dynamics", dyn)
+        if self.classes is not None:
+            cls = list(np.asarray(self.classes).tolist())
+            if len(cls) != probs.shape[1]:
+                raise DataError(
+                    f"'classes' has {len(cls)} entries but 'probs' has {probs.shape[1]} columns; they must match."
+                )
+            if len(set(cls)) != len(cls):
+                raise DataError("'classes' must be unique.")
+            set_(self, "classes", cls)
+
+    # ---- shape ---------------------------------------------------------------------------------
+    @property
+    def n_records(self) -> int:
+        return int(self.ids.size)
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.probs.shape[1])
+
+    @property
+    def available(self) -> frozenset[str]:
+        """The kinds of metadata present: what strategies may ``need``."""
+        have = {"probs"}
+        if self.embeddings is not None:
+            have.add("embeddings")
+        if self.samples is not None:
+            have.add("samples")
+        if self.dynamics:
+            have.add("dynamics")
+        return frozenset(have)
+
+    def subset(self, mask_or_index: np.ndarray) -> Snapshot:
+        sel = np.asarray(mask_or_index)
+        return Snapshot(
+            ids=self.ids[sel],
+            probs=self.probs[sel],
+            embeddings=None if self.embeddings is None else self.embeddings[sel],
+            samples=None if self.samples is None else self.samples[:, sel],
+            dynamics=None if self.dynamics is None else {k: v[sel] for k, v in self.dynamics.items()},
+            classes=self.classes,
+            loop=self.loop,
+            task=self.task,
+        )
+
+    def aligned_to(self, classes: list[Any]) -> Snapshot:
+        """Reorder/pad the class columns to ``classes`` (absent classes get probability 0)."""
+        if self.classes is None or list(self.classes) == list(classes):
+            if self.classes is None and self.n_classes != len(classes):
+                raise DataError(
+                    f"'probs' has {self.n_classes} columns but the campaign has {len(classes)} classes; "
+                    "give Snapshot.classes so columns can be aligned."
+                )
+            return self
+        pos = {c: j for j, c in enumerate(classes)}
+        unknown = [c for c in self.classes if c not in pos]
+        if unknown:
+            raise DataError(f"Snapshot 'classes' contains {unknown[0]!r}, which is not a campaign class.")
+        cols = [pos[c] for c in self.classes]
+
+        def pad(a: np.ndarray) -> np.ndarray:
+            out = np.zeros(a.shape[:-1] + (len(classes),), dtype=a.dtype)
+            out[..., cols] = a
+            return out
+
+        return Snapshot(
+            ids=self.ids,
+            probs=pad(self.probs),
+            embeddings=self.embeddings,
+            samples=None if self.samples is None else pad(self.samples),
+            dynamics=self.dynamics,
+            classes=list(classes),
+            loop=self.loop,
+            task=self.task,
+        )
+
+    # ---- persistence (Parquet; no pickles) -----------------------------------------------------
+    def to_parquet(self, path: str | os.PathLike[str]) -> Path:
+        """Write atomically (temp file + rename) so a crash never leaves half a file."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        def fixed(a: np.ndarray) -> pa.Array:
+            flat = pa.array(np.ascontiguousarray(a).reshape(-1))
+            return pa.FixedSizeListArray.from_arrays(flat, int(np.prod(a.shape[1:])) if a.ndim > 1 else 1)
+
+        cols: dict[str, pa.Array] = {
+            "id": pa.array(self.ids.tolist(), type=pa.string() if self.ids.dtype == object else pa.int64()),
+            "probs": fixed(self.probs),
+        }
+        if self.embeddings is not None:
+            cols["embeddings"] = fixed(self.embeddings)
+        if self.samples is not None:
+            cols["samples"] = fixed(np.moveaxis(self.samples, 0, 1))
+        for name, arr in (self.dynamics or {}).items():
+            cols[f"dyn:{name}"] = fixed(arr.reshape(arr.shape[0], -1))
+        meta = {
+            "alloop.snapshot": json.dumps(
+                {
+                    "classes": self.classes,
+                    "loop": self.loop,
+                    "task": self.task,
+                    "n_samples": None if self.samples is None else int(self.samples.shape[0]),
+                    "dynamics_ndim": {k: int(v.ndim) for k, v in (self.dynamics or {}).items()},
+                    "version": 1,
+                }
+            )
+        }
+        table = pa.table(cols).replace_schema_metadata(meta)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def from_parquet(cls, path: str | os.PathLike[str]) -> Snapshot:
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"Could not read snapshot file {str(path)!r}: {exc}") from exc
+        raw = (table.schema.metadata or {}).get(b"alloop.snapshot")
+        if raw is None:
+            raise DataError(f"{str(path)!r} is not an alloop snapshot (no 'alloop.snapshot' metadata).")
+        meta = json.loads(raw)
+        n = table.num_rows
+
+        def unfixed(name: str) -> np.ndarray:
+            col = table.column(name).combine_chunks()
+            width = col.type.list_size
+            return col.flatten().to_numpy(zero_copy_only=False).reshape(n, width)
+
+        ids = table.column("id").to_pylist()
+        probs = unfixed("probs")
+        emb = unfixed("embeddings") if "embeddings" in table.column_names else None
+        samples = None
+        if "samples" in table.column_names:
+            s = int(meta["n_samples"])
+            samples = np.moveaxis(unfixed("samples").reshape(n, s, -1), 1, 0)
+        dyn = {}
+        for name in table.column_names:
+            if name.startswith("dyn:"):
+                key = name[4:]
+                arr = unfixed(name)
+                dyn[key] = arr[:, 0] if meta["dynamics_ndim"].get(key) == 1 else arr
+        return cls(
+            ids=np.asarray(ids, dtype=object) if ids and isinstance(ids[0], str) else np.asarray(ids, dtype=np.int64),
+            probs=probs,
+            embeddings=emb,
+            samples=samples,
+            dynamics=dyn or None,
+            classes=meta.get("classes"),
+            loop=meta.get("loop"),
+            task=meta.get("task", "classification"),
+        )
