@@ -55,12 +55,18 @@ def as_id_array(ids: Any, field: str = "ids") -> np.ndarray:
             return arr.astype(np.int64)
         if all(issubclass(k, (str, np.str_)) for k in kinds):
             return np.array([str(v) for v in arr], dtype=object)
-        bad = next(v for v in arr if not isinstance(v, (str, int, np.integer)) or isinstance(v, bool))
+        bad = next(
+            (v for v in arr if not isinstance(v, (str, np.str_, int, np.integer)) or isinstance(v, bool)), arr[0]
+        )
+        if bad is None:
+            raise DataError(f"{field!r} contains None; give every record an id.")
+        if isinstance(bad, (str, int, np.integer)) and not isinstance(bad, bool):  # only ints and strings: a mix
+            raise DataError(
+                f"{field!r} mixes int and string ids; use one id type throughout (stable record ids, never positions)."
+            )
         raise DataError(
             f"{field!r} must hold only ints or only strings (stable record ids, never positions); "
             f"found {bad!r} of type {type(bad).__name__}."
-            if bad is not None
-            else f"{field!r} contains None; give every record an id."
         )
     raise DataError(
         f"{field!r} must hold ints or strings; got dtype {arr.dtype}. "
@@ -180,15 +186,27 @@ class Pool:
 
     def remove(self, ids: Any, field: str = "ids") -> np.ndarray:
         """Forget records entirely (their index is never reused). Returns their former indices."""
-        idx = self.index_of(ids, field)
-        for rid in as_id_array(ids, field).tolist():
+        arr = as_id_array(ids, field)
+        idx = self.index_of(arr, field)
+        if len(np.unique(idx)) != len(idx):  # checked before any change: all-or-nothing
+            raise DuplicateRecordError(f"{field!r} contains a record more than once.")
+        for rid in arr.tolist():
             del self._index[rid]
         self._alive[idx] = False
         self._state[idx] = -1
         return idx
 
     def transition(self, ids: Any, src: RecordState | tuple[RecordState, ...], dst: RecordState, field: str = "ids") -> np.ndarray:
-        """Move records from ``src`` to ``dst``; all-or-nothing. Returns their indices."""
+        """Move records from ``src`` to ``dst``; all-or-nothing. Returns their indices.
+
+        ``EVAL`` records are held out for good: they can neither leave nor enter that state here.
+        """
+        allowed = (src,) if isinstance(src, RecordState) else tuple(src)
+        if RecordState.EVAL in allowed or dst == RecordState.EVAL:
+            raise StateError(
+                "Evaluation records never move between states; put records in the evaluation split "
+                "when adding them (add(ids, state=RecordState.EVAL))."
+            )
         idx = self.index_of(ids, field)
         self.check_state(idx, src, field)
         self._state[idx] = int(dst)

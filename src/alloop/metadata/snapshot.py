@@ -93,7 +93,7 @@ class Snapshot:
             if abs(sums[worst] - 1) > PROB_TOLERANCE:
                 raise DataError(
                     f"Each row of 'probs' must sum to 1 (±{PROB_TOLERANCE}); row {worst} "
-                    f"(id {ids[worst]!r}) sums to {sums[worst]:.6g}. Apply softmax or normalise first."
+                    f"(id {ids[worst : worst + 1].tolist()[0]!r}) sums to {sums[worst]:.6g}. Apply softmax or normalise first."
                 )
         set_(self, "probs", probs)
         if self.embeddings is not None:

@@ -17,8 +17,8 @@ __all__ = ["top_k", "rank_order"]
 def rank_order(scores: np.ndarray) -> np.ndarray:
     """All positions, best first (stable: ties keep their original order; NaN last)."""
     s = np.asarray(scores, dtype=np.float64)
-    key = np.where(np.isnan(s), np.inf, -s)
-    return np.argsort(key, kind="stable")
+    # numpy sorts NaN after every number (even +inf), so -inf scores still rank before NaN ones
+    return np.argsort(-s, kind="stable")
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -29,12 +29,12 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     if s.ndim != 1:
         raise ConfigError(f"Scores must be one-dimensional; got shape {s.shape}.")
     n = s.size
-    if k >= n:
-        return rank_order(s)
     if k == 0:
         return np.empty(0, dtype=np.int64)
-    key = np.where(np.isnan(s), np.inf, -s)
-    kth = np.partition(key, k - 1)[k - 1]
+    key = -s
+    if k >= n - int(np.isnan(key).sum()):  # the cut reaches the NaN scores, which rank after -inf ones
+        return rank_order(s)[:k]
+    kth = np.partition(key, k - 1)[k - 1]  # finite or ±inf, never NaN here
     better = np.flatnonzero(key < kth)
     ties = np.flatnonzero(key == kth)[: k - better.size]
     chosen = np.concatenate([better, ties])

@@ -1,0 +1,105 @@
+"""``alloop simulate``: compare strategies on labeled data (registered in :mod:`alloop.cli`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from alloop.errors import AlloopError
+
+__all__ = ["render_table", "simulate_command"]
+
+
+def _p(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2g}"
+
+
+def render_table(result: dict[str, Any]) -> Table:
+    """The summary table of a :func:`alloop.bench.simulate` result."""
+    proto = result["protocol"]
+    table = Table(
+        title=(
+            f"{proto['data']} · {proto['model']} · initial {proto['initial']}, batch {proto['batch']}, "
+            f"budget {proto['budget']}, {proto['seeds']} seed(s), test size {proto['test_size']}"
+        )
+    )
+    for name in ("strategy", "AUBC mean ± std", "final accuracy", "Δ AUBC vs baseline", "p (t / Wilcoxon)", "seconds"):
+        table.add_column(name, justify="left" if name == "strategy" else "right")
+    for spec, r in result["results"].items():
+        pv = r["paired_vs"]
+        table.add_row(
+            escape(spec),
+            f"{r['aubc_mean']:.4f} ± {r['aubc_std']:.4f}",
+            f"{r['final_accuracy_mean']:.4f}",
+            "baseline"
+            if pv is None
+            else f"{pv['aubc_diff_mean']:+.4f} ± {pv['aubc_diff_std']:.4f} vs {escape(pv['baseline'])}",
+            "" if pv is None else f"{_p(pv['t_pvalue'])} / {_p(pv['wilcoxon_pvalue'])}",
+            f"{r['seconds']:.1f}",
+        )
+    return table
+
+
+def simulate_command(
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data", help="Built-in data set (digits, breast_cancer, wine, iris) or a .npz/.csv/.parquet path."
+        ),
+    ],
+    json_out: Annotated[Path, typer.Option("--json", help="Where to write the JSON result.")],
+    strategy: Annotated[
+        list[str],
+        typer.Option(
+            "--strategy", help="Strategy spec; repeat to compare several, e.g. --strategy margin --strategy random."
+        ),
+    ],
+    model: Annotated[str, typer.Option("--model", help="Built-in model name.")] = "logreg",
+    initial: Annotated[int, typer.Option("--initial", help="Size of the initial labeled set.")] = 20,
+    batch: Annotated[int, typer.Option("--batch", help="Labels per loop.")] = 10,
+    budget: Annotated[int, typer.Option("--budget", help="Total labels, initial set included.")] = 200,
+    seeds: Annotated[int, typer.Option("--seeds", help="Number of seeds (0 … S-1), each with its own split.")] = 5,
+    test_size: Annotated[float, typer.Option("--test-size", help="Fraction held out for accuracy.")] = 0.3,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Also write learning curves to this PNG.")] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Label column of a .csv/.parquet file (default 'label').")
+    ] = None,
+) -> None:
+    """Simulate campaigns on labeled data and compare strategies by AUBC (paired over seeds)."""
+    from alloop.bench import plot_learning_curves, simulate
+
+    console = Console()
+    try:
+        result = simulate(
+            data,
+            model=model,
+            strategies=list(strategy),
+            initial=initial,
+            batch=batch,
+            budget=budget,
+            seeds=seeds,
+            test_size=test_size,
+            target=target,
+            progress=True,
+        )
+        console.print(render_table(result))
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2) + "\n")
+        console.print(f"Wrote {escape(str(json_out))}")
+        if plot is not None:
+            plot_learning_curves(result, plot)
+            console.print(f"Wrote {escape(str(plot))}")
+    except AlloopError as exc:
+        Console(stderr=True).print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(code=2) from None
+    except OSError as exc:  # e.g. the JSON or plot path is not writable
+        Console(stderr=True).print(
+            f"[red]Could not write the output: {escape(str(exc))}. Check the --json/--plot paths.[/red]"
+        )
+        raise typer.Exit(code=2) from None

@@ -1,0 +1,188 @@
+"""The demo campaign behind ``alloop demo``: digits, a simulated annotator, the chosen strategy vs random.
+
+Library code (rich for display, no Typer): the CLI only parses arguments and calls :func:`run_demo`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alloop.datasets import load_dataset
+from alloop.labeling import SimulatedOracle
+from alloop.loop import Campaign, LoopReport, SklearnLearner
+from alloop.models import build_model
+
+__all__ = ["DEMO_DEFAULTS", "aubc", "run_demo", "run_with_progress"]
+
+DEMO_DEFAULTS: dict[str, Any] = {
+    "data": "digits",
+    "model": "logreg",
+    "strategy": "margin",
+    "initial": 20,
+    "batch_size": 20,
+    "budget": 300,
+    "test_size": 0.3,
+    "seed": 0,
+}
+
+
+def aubc(values: list[float]) -> float:
+    """Area under the budget curve: the mean of the accuracy points."""
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _setup(params: dict[str, Any]) -> tuple[Any, ...]:
+    from sklearn.model_selection import train_test_split
+
+    ds = load_dataset(params["data"])
+    train, test = train_test_split(
+        np.arange(ds.n_samples), test_size=params["test_size"], stratify=ds.y, random_state=params["seed"]
+    )
+    return ds, train, test
+
+
+def _campaign(directory: Path, params: dict[str, Any], strategy: str, resume: bool) -> Campaign:
+    ds, train, test = _setup(params)
+    learner = SklearnLearner(
+        build_model(params["model"], seed=params["seed"]),
+        ds.X[train],
+        ds.ids[train],
+        eval_X=ds.X[test],
+        eval_y=ds.y[test],
+        classes=ds.classes,
+    )
+    oracle = SimulatedOracle(truth=(ds.ids[train], ds.y[train]), seed=params["seed"])
+    if resume and (directory / "alloop.db").exists():
+        return Campaign.resume(directory, learner=learner, labeler=oracle)
+    return Campaign(
+        directory,
+        learner=learner,
+        labeler=oracle,
+        pool=ds.ids[train],
+        classes=ds.classes,
+        strategy=strategy,
+        initial=params["initial"],
+        batch_size=params["batch_size"],
+        budget=params["budget"],
+        seed=params["seed"],
+        overwrite=True,
+    )
+
+
+def _curve(camp: Campaign) -> tuple[list[int], list[float]]:
+    metrics = camp.metrics()
+    loops = sorted(metrics)
+    return [int(metrics[lp]["n_labeled"]) for lp in loops], [metrics[lp].get("accuracy", float("nan")) for lp in loops]
+
+
+def run_demo(
+    directory: str | Path = "runs/demo", *, resume: bool = False, console: Any = None, **overrides: Any
+) -> dict[str, Any]:
+    """Run the demo campaign and its random baseline; write ``summary.json`` and ``learning_curve.png``."""
+    from rich.console import Console
+
+    params = {**DEMO_DEFAULTS, **overrides}
+    console = console or Console()
+    directory = Path(directory)
+    strategy = params["strategy"]
+    runs = {strategy: directory, "random": directory / "baseline-random"}
+    if strategy == "random":
+        runs = {"random": directory}
+    started = time.perf_counter()
+    for name, path in runs.items():
+        camp = _campaign(path, params, name, resume)
+        result = run_with_progress(camp, console, title=f"alloop demo — {name} on {params['data']} ({path})")
+        console.print(f"[bold]{name}[/]: stopped ({result.stop_reason}) with {result.n_labeled} labels.\n")
+        camp.close()
+    seconds = time.perf_counter() - started
+    curves = {}
+    for name, path in runs.items():
+        camp = _campaign(path, params, name, resume=True)
+        curves[name] = _curve(camp)
+        camp.close()
+    summary = _summarise(params, curves, seconds)
+    (directory / "summary.json").write_text(json.dumps(summary, indent=2))
+    _plot(curves, directory / "learning_curve.png", params)
+    _print_comparison(console, summary)
+    console.print(f"Wrote {directory / 'summary.json'} and {directory / 'learning_curve.png'} ({seconds:.1f} s).")
+    return summary
+
+
+def run_with_progress(camp: Campaign, console: Any, *, title: str) -> Any:
+    """``camp.run()`` with a live rich table: one row per finished loop."""
+    from rich.live import Live
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("loop", "labeled", "accuracy", "macro-F1", "strategy", "seconds"):
+        table.add_column(col, justify="left" if col == "strategy" else "right")
+
+    def show(r: LoopReport) -> None:
+        table.add_row(
+            str(r.loop),
+            str(r.n_labeled),
+            f"{r.metrics.get('accuracy', float('nan')):.4f}",
+            f"{r.metrics.get('macro_f1', float('nan')):.4f}",
+            r.strategy + (" (edited)" if r.hand_edited else ""),
+            f"{r.seconds:.2f}",
+        )
+
+    with Live(table, console=console, refresh_per_second=8):
+        return camp.run(progress=show)
+
+
+def _summarise(
+    params: dict[str, Any], curves: dict[str, tuple[list[int], list[float]]], seconds: float
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"params": params, "seconds": round(seconds, 3), "strategies": {}}
+    for name, (labels, acc) in curves.items():
+        reach = next((n for n, a in zip(labels, acc, strict=True) if a >= 0.9), None)
+        out["strategies"][name] = {
+            "labels": labels,
+            "accuracy": acc,
+            "aubc": aubc(acc),
+            "final_accuracy": acc[-1] if acc else None,
+            "labels_to_90pct": reach,
+        }
+    return out
+
+
+def _print_comparison(console: Any, summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="Chosen strategy vs random selection (same initial set, same model)")
+    table.add_column("strategy")
+    for col in ("AUBC", "final accuracy", "labels to 90% accuracy"):
+        table.add_column(col, justify="right")
+    for name, s in summary["strategies"].items():
+        table.add_row(
+            name,
+            f"{s['aubc']:.4f}",
+            f"{s['final_accuracy']:.4f}",
+            "not reached" if s["labels_to_90pct"] is None else str(s["labels_to_90pct"]),
+        )
+    console.print(table)
+
+
+def _plot(curves: dict[str, tuple[list[int], list[float]]], path: Path, params: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    for name, (labels, acc) in curves.items():
+        ax.plot(labels, acc, marker="o", markersize=3, label=f"{name} (AUBC {aubc(acc):.3f})")
+    ax.set_xlabel("labeled records")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"alloop demo: {params['data']}, {params['model']}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,380 @@
+"""Simulated campaigns on labeled data: learning curves, AUBC and paired comparisons.
+
+The protocol, for seed ``s`` in ``0 … seeds-1`` (identical for every strategy, so comparisons are paired):
+
+1. ``train, test = train_test_split(arange(n), test_size=F, stratify=y, random_state=s)``;
+2. the initial labeled set is ``default_rng(s).choice(train, size=initial, replace=False)``;
+3. the model (``build_model(model, seed=s)``) is fit on the labeled rows (in ascending row order) and
+   its accuracy on ``test`` is recorded; then, until ``budget`` labels (initial set included) or the pool
+   is empty: the engine ranks the unlabeled train rows on fresh float64 probabilities, the top
+   ``min(batch, budget - labeled)`` are labeled, the model is refit from scratch and accuracy recorded.
+
+The test rows are never registered with the engine. Ties are broken by the lower row number because the
+train rows are registered in ascending row order. AUBC is the mean of the accuracy points.
+
+>>> out = simulate("iris", "naive-bayes", ["margin"], initial=6, batch=3, budget=12, seeds=1, test_size=0.3)
+>>> out["results"]["margin"]["labels"]
+[6, 9, 12]
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from alloop._validation import check_int
+from alloop.datasets import Dataset, load_dataset
+from alloop.engine import SelectionEngine
+from alloop.errors import ConfigError, DataError
+from alloop.metadata import Snapshot
+from alloop.models import build_model, predict_proba_full
+from alloop.records import RecordState
+from alloop.strategies import make_strategy
+
+__all__ = ["CampaignTrace", "paired_split", "run_campaign", "simulate"]
+
+OWNER = "simulate"
+
+
+@dataclass
+class CampaignTrace:
+    """One simulated campaign: the accuracy after the initial fit and after each batch.
+
+    labels     number of labels at each accuracy point (initial set included)
+    accuracy   test accuracy at each point
+    initial    the initial labeled rows (as drawn)
+    batches    the rows labeled by each batch, in the order the engine ranked them
+    """
+
+    labels: list[int] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    initial: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    batches: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def aubc(self) -> float:
+        """Area under the budget curve: the mean of the accuracy points."""
+        return float(np.mean(self.accuracy))
+
+    @property
+    def selected(self) -> np.ndarray:
+        """Every row the strategy selected, in selection order."""
+        return np.concatenate(self.batches) if self.batches else np.empty(0, dtype=np.int64)
+
+
+def paired_split(y: np.ndarray, seed: int, test_size: float, initial: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(train, test, initial_rows)`` for one seed; shared by every strategy (the paired design).
+
+    >>> tr, te, init = paired_split(np.array([0, 1] * 10), seed=0, test_size=0.5, initial=3)
+    >>> len(tr), len(te), bool(np.isin(init, tr).all())
+    (10, 10, True)
+    """
+    from sklearn.model_selection import train_test_split
+
+    rows = np.arange(len(y))
+    try:
+        train, test = train_test_split(rows, test_size=test_size, stratify=y, random_state=seed)
+    except ValueError as exc:
+        raise DataError(
+            f"Cannot make a stratified train/test split with test_size={test_size}: {exc} "
+            "Use a larger data set, drop classes with a single record, or change 'test_size'."
+        ) from exc
+    init = np.random.default_rng(seed).choice(train, size=initial, replace=False)
+    return np.asarray(train, dtype=np.int64), np.asarray(test, dtype=np.int64), np.asarray(init, dtype=np.int64)
+
+
+def _accuracy(probs: np.ndarray, y: np.ndarray, classes: np.ndarray) -> float:
+    """mean(classes[argmax(probs)] == y); argmax ties go to the lowest column."""
+    return float(np.mean(classes[np.argmax(probs, axis=1)] == y))
+
+
+def _fit_predict(
+    model: str, seed: int, X_fit: np.ndarray, y_fit: np.ndarray, X_out: list[np.ndarray], classes: np.ndarray
+) -> list[np.ndarray]:
+    """Fit a fresh model and return full-class float64 probabilities for each array in ``X_out``.
+
+    With a single class among the labels no classifier can be fit: every record then gets
+    probability 1 for that class (all uncertainty scores tie, so the lowest rows are taken next).
+    """
+    present = np.unique(y_fit)
+    if present.size < 2:
+        col = int(np.searchsorted(classes, present[0]))
+        outs = []
+        for X in X_out:
+            p = np.zeros((X.shape[0], classes.size), dtype=np.float64)
+            p[:, col] = 1.0
+            outs.append(p)
+        return outs
+    est = build_model(model, seed=seed)
+    est.fit(X_fit, y_fit)
+    return [predict_proba_full(est, X, classes) for X in X_out]
+
+
+def run_campaign(
+    data: Dataset,
+    model: str,
+    strategy: str,
+    *,
+    train: np.ndarray,
+    test: np.ndarray,
+    initial_rows: np.ndarray,
+    batch: int,
+    budget: int,
+    seed: int,
+    advance: Callable[[], None] | None = None,
+) -> CampaignTrace:
+    """Simulate one campaign of ``strategy`` on one seed's split (see the module docstring)."""
+    X, y, classes = data.X, data.y, data.classes
+    engine = SelectionEngine(strategy=strategy, seed=seed, classes=classes.tolist())
+    engine.add_records(np.sort(train))  # row order = pool order: ties go to the lower row
+    engine.observe_labels(initial_rows, y[initial_rows])
+    trace = CampaignTrace(initial=np.array(initial_rows, dtype=np.int64))
+    labeled = np.sort(initial_rows)
+    loop = 0
+    while True:
+        unlabeled = engine.pool.ids(RecordState.UNLABELED)
+        more = labeled.size < budget and unlabeled.size > 0
+        outs = _fit_predict(model, seed, X[labeled], y[labeled], [X[test]] + ([X[unlabeled]] if more else []), classes)
+        trace.labels.append(int(labeled.size))
+        trace.accuracy.append(_accuracy(outs[0], y[test], classes))
+        if advance is not None:
+            advance()
+        if not more:
+            return trace
+        engine.ingest(Snapshot(ids=unlabeled, probs=outs[1], classes=classes.tolist()), loop=loop)
+        chosen = engine.recommend(min(batch, budget - labeled.size), loop=loop).ids
+        engine.observe_labels(chosen, y[chosen])
+        trace.batches.append(np.asarray(chosen, dtype=np.int64))
+        labeled = np.sort(np.concatenate([labeled, chosen]))
+        loop += 1
+
+
+def _n_points(n_train: int, initial: int, batch: int, budget: int) -> int:
+    top = min(budget, n_train)
+    return 1 + -(-(top - initial) // batch)
+
+
+def _pvalue(value: float) -> float | None:
+    return None if value != value else float(value)
+
+
+def _paired(aubc: np.ndarray, base: np.ndarray, baseline: str) -> dict[str, Any]:
+    """Paired comparison of per-seed AUBCs against the baseline's (t-test and Wilcoxon signed-rank)."""
+    from scipy import stats
+
+    diff = aubc - base
+    out: dict[str, Any] = {
+        "baseline": baseline,
+        "aubc_diff_mean": float(diff.mean()),
+        "aubc_diff_std": float(diff.std()),
+        "wins": int(np.sum(diff > 0)),
+        "ties": int(np.sum(diff == 0)),
+        "losses": int(np.sum(diff < 0)),
+        "t_pvalue": None,
+        "wilcoxon_pvalue": None,
+    }
+    if diff.size >= 2 and np.ptp(diff) > 0:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # precision-loss notes on near-equal samples
+            out["t_pvalue"] = _pvalue(stats.ttest_rel(aubc, base).pvalue)
+    if diff.size >= 2 and np.any(diff != 0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", (RuntimeWarning, UserWarning))  # zeros/ties → normal approximation
+            out["wilcoxon_pvalue"] = _pvalue(stats.wilcoxon(aubc, base).pvalue)
+    return out
+
+
+def _check_test_size(value: Any) -> float:
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < float(value) < 1:
+        raise ConfigError(f"The 'test_size' parameter of {OWNER} must be a number in (0, 1). Got {value!r}.")
+    return float(value)
+
+
+def _check_strategies(strategies: Any) -> list[str]:
+    if isinstance(strategies, str):
+        strategies = [strategies]
+    specs = list(strategies) if isinstance(strategies, Sequence) else None
+    if not specs or not all(isinstance(s, str) for s in specs):
+        raise ConfigError(
+            f"The 'strategies' parameter of {OWNER} must be a non-empty list of strategy specs "
+            f"such as ['margin', 'random']. Got {strategies!r}."
+        )
+    for spec in specs:
+        if specs.count(spec) > 1:
+            raise ConfigError(f"The 'strategies' parameter of {OWNER} lists {spec!r} twice; give each spec once.")
+        try:
+            make_strategy(spec)
+        except ConfigError as exc:
+            raise ConfigError(f"The 'strategies' parameter of {OWNER} is invalid: {exc}") from None
+    return specs
+
+
+def _baseline(specs: list[str]) -> str:
+    for spec in specs:
+        if make_strategy(spec).name == "random":
+            return spec
+    return specs[0]
+
+
+def simulate(
+    data: str | Dataset,
+    model: str = "logreg",
+    strategies: Sequence[str] = ("random",),
+    initial: int = 20,
+    batch: int = 10,
+    budget: int = 200,
+    seeds: int = 5,
+    test_size: float = 0.3,
+    target: str | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Run every strategy on ``seeds`` paired splits; return the protocol and per-strategy results.
+
+    ``data`` is a built-in data set name, a file path (see :func:`alloop.datasets.load_dataset`) or a
+    :class:`~alloop.datasets.Dataset`. Per strategy spec (exactly as given) the results hold
+    ``aubc_mean``, ``aubc_std`` (population std over seeds), ``aubc_per_seed``, ``final_accuracy_mean``,
+    ``labels``, ``curve_mean``, ``curve_std``, ``seconds`` and ``paired_vs`` (the comparison with the
+    baseline: the ``random`` spec when given, else the first spec; ``None`` for the baseline itself).
+    """
+    initial = check_int(initial, "initial", OWNER, min=1)
+    batch = check_int(batch, "batch", OWNER, min=1)
+    budget = check_int(budget, "budget", OWNER, min=1)
+    seeds = check_int(seeds, "seeds", OWNER, min=1)
+    test_size = _check_test_size(test_size)
+    if budget < initial:
+        raise ConfigError(
+            f"The 'budget' parameter of {OWNER} must be an int >= initial ({initial}), since the budget counts "
+            f"the initial labels too. Got {budget}."
+        )
+    specs = _check_strategies(strategies)
+    if not isinstance(model, str):
+        raise ConfigError(f"The 'model' parameter of {OWNER} must be a model name such as 'logreg'. Got {model!r}.")
+    try:
+        build_model(model)
+    except ConfigError as exc:
+        raise ConfigError(f"The 'model' parameter of {OWNER} is invalid: {exc}") from None
+    if isinstance(data, Dataset):
+        if target is not None:
+            raise ConfigError(f"The 'target' parameter of {OWNER} applies only when 'data' is a name or a path.")
+        dataset = data
+    elif isinstance(data, str):
+        dataset = load_dataset(data, target=target)
+    else:
+        raise ConfigError(
+            f"The 'data' parameter of {OWNER} must be a data set name, a path or a Dataset. Got {data!r}."
+        )
+
+    n = dataset.n_samples
+    n_test = int(np.ceil(test_size * n))  # what train_test_split does for a float test_size
+    n_train = n - n_test
+    if initial > n_train:
+        raise ConfigError(
+            f"The 'initial' parameter of {OWNER} must be an int <= the size of the train part "
+            f"({n_train} of {n} records with test_size={test_size}). Got {initial}."
+        )
+    baseline = _baseline(specs)
+    n_points = _n_points(n_train, initial, batch, budget)
+
+    curves = {spec: np.zeros((seeds, n_points)) for spec in specs}
+    seconds = dict.fromkeys(specs, 0.0)
+    labels_axis: list[int] = []
+    bar = _Progress(enabled=bool(progress), total=seeds * len(specs) * n_points)
+    with bar:
+        for s in range(seeds):
+            train, test, init = paired_split(dataset.y, s, test_size, initial)
+            for spec in specs:
+                bar.describe(f"{spec} · seed {s + 1}/{seeds}")
+                start = time.perf_counter()
+                trace = run_campaign(
+                    dataset,
+                    model,
+                    spec,
+                    train=train,
+                    test=test,
+                    initial_rows=init,
+                    batch=batch,
+                    budget=budget,
+                    seed=s,
+                    advance=bar.advance,
+                )
+                seconds[spec] += time.perf_counter() - start
+                curves[spec][s] = trace.accuracy
+                labels_axis = trace.labels
+
+    aubc = {spec: curves[spec].mean(axis=1) for spec in specs}
+    results: dict[str, Any] = {}
+    for spec in specs:
+        c = curves[spec]
+        results[spec] = {
+            "aubc_mean": float(aubc[spec].mean()),
+            "aubc_std": float(aubc[spec].std()),
+            "aubc_per_seed": [float(v) for v in aubc[spec]],
+            "final_accuracy_mean": float(c[:, -1].mean()),
+            "labels": list(labels_axis),
+            "curve_mean": [float(v) for v in c.mean(axis=0)],
+            "curve_std": [float(v) for v in c.std(axis=0)],
+            "seconds": round(seconds[spec], 3),
+            "paired_vs": None if spec == baseline else _paired(aubc[spec], aubc[baseline], baseline),
+        }
+    protocol = {
+        "data": dataset.name if isinstance(data, Dataset) else data,
+        "model": model,
+        "strategies": specs,
+        "initial": initial,
+        "batch": batch,
+        "budget": budget,
+        "seeds": seeds,
+        "test_size": test_size,
+        "target": target,
+        "n_records": n,
+        "n_train": n_train,
+        "n_test": n_test,
+        "baseline": baseline,
+    }
+    return {"protocol": protocol, "results": results}
+
+
+class _Progress:
+    """A rich progress bar on stderr, or nothing."""
+
+    def __init__(self, *, enabled: bool, total: int) -> None:
+        self.enabled = enabled
+        self.total = total
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task("simulate", total=self.total)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def describe(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, description=text)
+
+    def advance(self) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task)

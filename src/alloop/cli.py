@@ -1,0 +1,148 @@
+"""The ``alloop`` command line (Typer + rich). Commands translate arguments into library calls.
+
+alloop demo [--resume]             the demo campaign on digits, embedded engine, SQLite store
+alloop run CONFIG.toml [--resume] [--review]
+alloop simulate --data … --strategy … --json OUT
+alloop strategies [--json]
+alloop export DIR --out labels.parquet|csv
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from alloop._cli_simulate import simulate_command
+from alloop.errors import AlloopError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="alloop",
+    help="Active learning that learns how to select: SELECT → LABEL → TRAIN → INFER.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly(fn: F) -> F:
+    """Print AlloopError as one red line and exit with code 2 (no traceback for bad input)."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AlloopError as exc:
+            err_console.print(f"[red]error:[/] {exc}", highlight=False, markup=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+app.command("simulate", help="Evaluate strategies on labeled data you already have (paired, seeded).")(simulate_command)
+
+
+@app.command()
+@friendly
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="Campaign directory.")] = Path("runs/demo"),
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the last demo campaign instead of starting afresh.")
+    ] = False,
+    strategy: Annotated[str, typer.Option("--strategy", help="Strategy to compare with random selection.")] = "margin",
+    budget: Annotated[int, typer.Option("--budget", help="Total labels, initial set included.")] = 300,
+    batch: Annotated[int, typer.Option("--batch", help="Labels per loop.")] = 20,
+) -> None:
+    """Run a complete campaign on scikit-learn's digits with a simulated annotator, then compare with random."""
+    from alloop._demo import run_demo
+
+    run_demo(directory, resume=resume, console=console, strategy=strategy, budget=budget, batch_size=batch)
+
+
+@app.command()
+@friendly
+def run(
+    config: Annotated[Path, typer.Argument(help="TOML file describing data, model and loop.")],
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the campaign in the configured directory.")
+    ] = False,
+    review: Annotated[
+        bool, typer.Option("--review", help="Stop at each proposed batch and write review/loop-NNNN.csv to edit.")
+    ] = False,
+) -> None:
+    """Run a campaign described by a config file (see docs: `alloop run`)."""
+    from alloop._config import build_campaign, load_run_config
+    from alloop._demo import run_with_progress
+
+    cfg = load_run_config(config)
+    camp = build_campaign(cfg, resume=resume, review=review)
+    result = run_with_progress(camp, console, title=f"alloop run — {cfg.directory}")
+    if result.stop_reason == "review":
+        last = camp.store.last_loop() or {}
+        path = Path(cfg.directory) / "review" / f"loop-{int(last.get('loop', 0)):04d}.csv"
+        console.print(f"Batch proposed for review: edit {path} and run again with --resume.")
+    else:
+        console.print(f"Stopped: {result.stop_reason}; {result.n_labeled} labels.")
+    camp.close()
+
+
+@app.command()
+@friendly
+def strategies(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
+    """List every querying strategy (found by discovery)."""
+    from rich.table import Table
+
+    from alloop.strategies import all_strategies
+
+    rows = [
+        {
+            "name": name,
+            "family": cls.family,
+            "needs": sorted(cls.needs),
+            "params": cls._param_names(),
+            "description": cls.describe(),
+        }
+        for name, cls in all_strategies().items()
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{len(rows)} strategies")
+    for col in ("name", "family", "needs", "params", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["name"], r["family"], ", ".join(r["needs"]) or "-", ", ".join(r["params"]) or "-", r["description"]
+        )
+    console.print(table)
+
+
+@app.command()
+@friendly
+def export(
+    directory: Annotated[Path, typer.Argument(help="Campaign directory.")],
+    out: Annotated[Path, typer.Option("--out", help="labels.parquet or labels.csv")],
+) -> None:
+    """Write the labeled set with provenance (id, label, source, annotator, posterior, loop, model_version)."""
+    from alloop.loop import export_labels
+
+    n = export_labels(directory, out)
+    console.print(f"Wrote {n} labels to {out}.")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

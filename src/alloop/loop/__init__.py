@@ -1,0 +1,18 @@
+"""The SDK side: the Campaign (SELECT → LABEL → TRAIN → INFER) and the learner adapters."""
+
+from alloop.loop._export import export_labels
+from alloop.loop._learner import FunctionLearner, Learner, SklearnLearner, TrainReport
+from alloop.loop.campaign import CRASH_POINTS, Campaign, CampaignResult, LoopReport, StepResult
+
+__all__ = [
+    "CRASH_POINTS",
+    "Campaign",
+    "CampaignResult",
+    "FunctionLearner",
+    "Learner",
+    "LoopReport",
+    "SklearnLearner",
+    "StepResult",
+    "TrainReport",
+    "export_labels",
+]

@@ -1,0 +1,123 @@
+"""Built-in models, full-class probabilities and metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.metrics import f1_score, log_loss, recall_score
+
+from alloop.errors import ConfigError, DataError
+from alloop.models import MODELS, build_model, classification_metrics, list_models, predict_proba_full
+
+
+def test_registry_lists_every_model_with_a_description():
+    names = [name for name, _ in list_models()]
+    assert names == list(MODELS)
+    assert {"logreg", "svm-rbf", "random-forest", "knn", "gradient-boosting", "naive-bayes"} <= set(names)
+    assert all(desc and "\n" not in desc for _, desc in list_models())
+
+
+def test_models_are_built_exactly_as_documented():
+    logreg = build_model("logreg")
+    assert [type(s).__name__ for _, s in logreg.steps] == ["StandardScaler", "LogisticRegression"]
+    assert logreg.steps[1][1].max_iter == 1000
+    svm = build_model("svm-rbf")
+    assert [type(s).__name__ for _, s in svm.steps] == ["StandardScaler", "CalibratedClassifierCV"]
+    cal = svm.steps[1][1]
+    assert type(cal.estimator).__name__ == "SVC" and cal.ensemble is False
+    rf = build_model("random-forest", seed=7)
+    assert (type(rf).__name__, rf.n_estimators, rf.random_state) == ("RandomForestClassifier", 100, 7)
+    knn = build_model("knn")
+    assert [type(s).__name__ for _, s in knn.steps] == ["StandardScaler", "KNeighborsClassifier"]
+    assert build_model("gradient-boosting", seed=3).random_state == 3
+    assert type(build_model("naive-bayes")).__name__ == "GaussianNB"
+
+
+def test_build_model_returns_a_fresh_unfitted_estimator_each_time():
+    a, b = build_model("random-forest"), build_model("random-forest")
+    assert a is not b
+    assert not hasattr(a, "classes_")
+    clone(a)  # a well-formed scikit-learn estimator
+
+
+def test_unknown_model_names_the_known_ones_with_a_hint():
+    with pytest.raises(ConfigError) as info:
+        build_model("randomforest")
+    msg = str(info.value)
+    assert "'random-forest'" in msg and "Did you mean" in msg
+    for name in MODELS:
+        assert name in msg
+
+
+def test_bad_seed_is_a_config_error():
+    with pytest.raises(ConfigError, match="'seed'"):
+        build_model("logreg", seed=-1)
+
+
+def _fit(y):
+    X = np.arange(len(y), dtype=float).reshape(-1, 1)
+    return build_model("naive-bayes").fit(X, np.asarray(y)), X
+
+
+def test_predict_proba_full_pads_unseen_classes_with_zero_and_orders_columns():
+    est, X = _fit([2, 2, 0, 0])  # trained on classes 0 and 2 only
+    raw = est.predict_proba(X)
+    full = predict_proba_full(est, X, [0, 1, 2, 3])
+    assert full.dtype == np.float64 and full.shape == (4, 4)
+    np.testing.assert_array_equal(full[:, [1, 3]], 0.0)
+    np.testing.assert_array_equal(full[:, [0, 2]], raw)
+    np.testing.assert_allclose(full.sum(axis=1), 1.0)
+    reordered = predict_proba_full(est, X, [3, 2, 1, 0])
+    np.testing.assert_array_equal(reordered[:, 1], raw[:, 1])
+    np.testing.assert_array_equal(reordered[:, 3], raw[:, 0])
+
+
+def test_predict_proba_full_with_string_classes():
+    est, X = _fit(["cat", "dog", "cat", "dog"])
+    full = predict_proba_full(est, X, ["bird", "cat", "dog"])
+    np.testing.assert_array_equal(full[:, 0], 0.0)
+    np.testing.assert_array_equal(full[:, 1:], est.predict_proba(X))
+
+
+def test_predict_proba_full_rejects_a_class_missing_from_the_list():
+    est, X = _fit([0, 1, 2, 2])
+    with pytest.raises(DataError, match="class 2"):
+        predict_proba_full(est, X, [0, 1])
+
+
+def test_metrics_match_scikit_learn_over_the_full_class_list():
+    rng = np.random.default_rng(0)
+    classes = [0, 1, 2, 3]
+    probs = rng.dirichlet(np.ones(4), size=50)
+    probs[:, 3] = 0.0  # class 3 never predicted ...
+    probs /= probs.sum(axis=1, keepdims=True)
+    y = rng.integers(0, 3, size=50)  # ... and never true
+    m = classification_metrics(y, probs, classes)
+    pred = np.argmax(probs, axis=1)
+    assert m["accuracy"] == pytest.approx(np.mean(pred == y))
+    assert m["macro_f1"] == pytest.approx(f1_score(y, pred, labels=classes, average="macro", zero_division=0.0))
+    assert m["log_loss"] == pytest.approx(log_loss(y, probs, labels=classes))
+    recalls = recall_score(y, pred, labels=classes, average=None, zero_division=0.0)
+    for c, r in zip(classes, recalls, strict=True):
+        assert m[f"recall[{c}]"] == pytest.approx(r)
+    assert set(m) == {"accuracy", "macro_f1", "log_loss"} | {f"recall[{c}]" for c in classes}
+
+
+def test_accuracy_breaks_argmax_ties_to_the_lowest_column():
+    probs = np.array([[0.5, 0.5], [0.5, 0.5]])
+    assert classification_metrics(np.array(["a", "a"]), probs, ["a", "b"])["accuracy"] == 1.0
+    assert classification_metrics(np.array(["b", "b"]), probs, ["a", "b"])["accuracy"] == 0.0
+
+
+def test_log_loss_clips_zero_probabilities_at_1e_15():
+    m = classification_metrics(np.array([1]), np.array([[1.0, 0.0]]), [0, 1])
+    assert m["log_loss"] == pytest.approx(-np.log(1e-15))
+    assert np.isfinite(m["log_loss"])
+
+
+def test_metrics_reject_mismatched_shapes_and_unknown_labels():
+    with pytest.raises(DataError, match="one column per class"):
+        classification_metrics(np.array([0]), np.array([[1.0, 0.0]]), [0, 1, 2])
+    with pytest.raises(DataError, match="'y_true'"):
+        classification_metrics(np.array([5]), np.array([[1.0, 0.0]]), [0, 1])
