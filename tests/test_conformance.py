@@ -27,6 +27,7 @@ from alloop.testing import (
 )
 
 CASES = list(strategy_checks())
+NAMES = set(all_strategies())  # at collection, like CASES (doctests may define strategies later)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -37,10 +38,9 @@ def test_strategy_conforms(case):
 
 
 def test_every_discovered_strategy_and_check_is_parametrised():
-    names = set(all_strategies())
-    assert {"random", "margin", "entropy", "least-confidence"} <= names
+    assert {"random", "margin", "entropy", "least-confidence"} <= NAMES
     covered = {(type(c.strategy).name, c.check) for c in CASES}
-    assert covered == {(name, check) for name in names for check in CHECKS}
+    assert covered == {(name, check) for name in NAMES for check in CHECKS}
     # each _test_params() set gives its own cases: RandomSampling has two
     random_specs = {c.strategy.spec for c in CASES if isinstance(c.strategy, RandomSampling)}
     assert random_specs == {"random", "random(seed=7)"}
@@ -106,6 +106,13 @@ class _AlwaysK(_Base):
 
     def select(self, ctx: SelectionContext, k: int) -> np.ndarray:
         return ctx.ids[np.arange(k) % ctx.n]
+
+
+class _OffByOne(_Base):
+    name = "_off-by-one"
+
+    def select(self, ctx: SelectionContext, k: int) -> np.ndarray:
+        return ctx.ids[: k - 1]
 
 
 class _MutatesProbs(_Base):
@@ -204,6 +211,8 @@ class _Good(_Base):
         (_DuplicateIds(), check_returns_k_unique, "more than once"),
         (_AlwaysK(), check_pool_smaller_than_k, "must return all of them once"),
         (_ReturnsPositions(), check_only_candidates, "not candidates"),
+        (_OffByOne(), check_k_one, "must return one candidate id"),
+        (_OffByOne(), check_returns_k_unique, "returned 0 ids for 40 candidates"),
         (_MutatesProbs(), check_inputs_not_mutated, "wrote into a context array in place"),
         (_ReplacesProbs(), check_inputs_not_mutated, "replaced ctx.probs"),
         (_GlobalRandom(), check_no_global_randomness, "global random state (numpy.random"),

@@ -131,3 +131,9 @@ def test_subset_keeps_rows_of_every_part():
     assert sub.ids.tolist() == [5, 1]
     assert np.array_equal(sub.samples, snap.samples[:, [0, 3]])
     assert np.array_equal(sub.dynamics["confidence"], snap.dynamics["confidence"][[0, 3]])
+
+
+def test_parquet_round_trip_of_an_empty_pass(tmp_path):
+    snap = Snapshot(ids=np.empty(0, dtype=np.int64), probs=np.empty((0, 3)), dynamics={"loss": np.empty(0)})
+    back = Snapshot.from_parquet(snap.to_parquet(tmp_path / "empty.parquet"))
+    assert back.n_records == 0 and back.probs.shape == (0, 3) and back.dynamics["loss"].shape == (0,)

@@ -196,7 +196,9 @@ class Pool:
         self._state[idx] = -1
         return idx
 
-    def transition(self, ids: Any, src: RecordState | tuple[RecordState, ...], dst: RecordState, field: str = "ids") -> np.ndarray:
+    def transition(
+        self, ids: Any, src: RecordState | tuple[RecordState, ...], dst: RecordState, field: str = "ids"
+    ) -> np.ndarray:
         """Move records from ``src`` to ``dst``; all-or-nothing. Returns their indices.
 
         ``EVAL`` records are held out for good: they can neither leave nor enter that state here.

@@ -49,7 +49,9 @@ class SelectionEngine:
     classes   the class labels, in the column order of ``probs``
     """
 
-    def __init__(self, strategy: str | Strategy = "margin", *, seed: int = 0, classes: Sequence[Any] | None = None) -> None:
+    def __init__(
+        self, strategy: str | Strategy = "margin", *, seed: int = 0, classes: Sequence[Any] | None = None
+    ) -> None:
         self.strategy = make_strategy(strategy)
         self.seed = check_int(seed, "seed", "SelectionEngine", min=0)
         self.classes: list[Any] | None = None if classes is None else list(classes)
@@ -135,15 +137,21 @@ class SelectionEngine:
                     f"Strategy {strategy.spec!r} needs {sorted(needs)} but no unlabeled record has been inferred yet; "
                     "ingest a Snapshot first or start with a cold-start strategy such as 'random'."
                 )
-        probs = h.probs[cand] if "probs" in needs or "samples" in needs else None
-        emb = None
         if "embeddings" in needs:
             if h.embeddings is None:
                 raise ConfigError(
                     f"Strategy {strategy.spec!r} needs embeddings, but none were shared; "
                     "share embeddings in the Snapshot or choose a probability-based strategy."
                 )
-            emb = h.embeddings[cand]
+            # records inferred without embeddings hold NaN rows: they are not candidates for this strategy
+            cand = cand[~np.isnan(h.embeddings[cand]).any(axis=1)]
+            if cand.size == 0:
+                raise StateError(
+                    f"Strategy {strategy.spec!r} needs embeddings but no unlabeled record has one yet; "
+                    "ingest a Snapshot with embeddings first."
+                )
+        probs = h.probs[cand] if "probs" in needs or "samples" in needs else None
+        emb = h.embeddings[cand] if "embeddings" in needs and h.embeddings is not None else None
         samples = None
         if "samples" in needs:
             snap, sidx = h.last_snapshot, h.last_index

@@ -91,9 +91,10 @@ class Snapshot:
             sums = probs.sum(axis=1, dtype=np.float64)
             worst = int(np.argmax(np.abs(sums - 1)))
             if abs(sums[worst] - 1) > PROB_TOLERANCE:
+                rid = ids[worst : worst + 1].tolist()[0]  # a Python value: no np.int64(...) in the message
                 raise DataError(
                     f"Each row of 'probs' must sum to 1 (±{PROB_TOLERANCE}); row {worst} "
-                    f"(id {ids[worst : worst + 1].tolist()[0]!r}) sums to {sums[worst]:.6g}. Apply softmax or normalise first."
+                    f"(id {rid!r}) sums to {sums[worst]:.6g}. Apply softmax or normalise first."
                 )
         set_(self, "probs", probs)
         if self.embeddings is not None:
@@ -217,7 +218,7 @@ class Snapshot:
         if self.samples is not None:
             cols["samples"] = fixed(np.moveaxis(self.samples, 0, 1))
         for name, arr in (self.dynamics or {}).items():
-            cols[f"dyn:{name}"] = fixed(arr.reshape(arr.shape[0], -1))
+            cols[f"dyn:{name}"] = fixed(arr.reshape(arr.shape[0], int(np.prod(arr.shape[1:]))))  # -1 fails when n = 0
         meta = {
             "alloop.snapshot": json.dumps(
                 {

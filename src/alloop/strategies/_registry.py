@@ -21,8 +21,8 @@ def _import_all() -> None:
             importlib.import_module(f"{pkg.__name__}.{mod.name}")
 
 
-def _subclasses(cls: type) -> list[type]:
-    out = []
+def _subclasses(cls: type[Strategy]) -> list[type[Strategy]]:
+    out: list[type[Strategy]] = []
     for sub in cls.__subclasses__():
         out.append(sub)
         out.extend(_subclasses(sub))

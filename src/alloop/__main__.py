@@ -1,0 +1,3 @@
+from alloop.cli import main
+
+main()

@@ -1,0 +1,104 @@
+"""The command line: demo, run (config validation, review, resume), strategies, export."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from typer.testing import CliRunner
+
+from alloop.cli import app
+from alloop.store import CampaignStore
+
+runner = CliRunner()
+
+
+def test_demo_writes_summary_plot_and_restarts_fresh(tmp_path):
+    d = tmp_path / "demo"
+    res = runner.invoke(app, ["demo", "--dir", str(d), "--budget", "60", "--batch", "20"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((d / "summary.json").read_text())
+    assert set(summary["strategies"]) == {"margin", "random"}
+    for s in summary["strategies"].values():
+        assert s["labels"] == [20, 40, 60]
+        assert len(s["accuracy"]) == 3 and abs(s["aubc"] - sum(s["accuracy"]) / 3) < 1e-12
+    assert (d / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Chosen strategy vs random" in res.output
+    # running again starts a fresh campaign (same seed: same selections, not appended)
+    first = CampaignStore(d).selections()
+    res = runner.invoke(app, ["demo", "--dir", str(d), "--budget", "60", "--batch", "20"])
+    assert res.exit_code == 0, res.output
+    assert CampaignStore(d).selections() == first
+    # --resume with a larger budget continues the same campaign
+    res = runner.invoke(app, ["demo", "--dir", str(d), "--budget", "60", "--batch", "20", "--resume"])
+    assert res.exit_code == 0
+    assert CampaignStore(d).selections() == first
+
+
+def test_strategies_json_lists_discovered_strategies():
+    res = runner.invoke(app, ["strategies", "--json"])
+    assert res.exit_code == 0
+    rows = {r["name"]: r for r in json.loads(res.output)}
+    assert {"margin", "entropy", "least-confidence", "random"} <= set(rows)
+    assert rows["margin"]["needs"] == ["probs"] and rows["random"]["params"] == ["seed"]
+
+
+def _config(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "run.toml"
+    path.write_text(f'directory = "{tmp_path / "camp"}"\n' + body)
+    return path
+
+
+GOOD = """
+[data]
+source = "wine"
+[loop]
+strategy = "entropy"
+initial = 10
+batch_size = 5
+budget = 25
+seed = 4
+"""
+
+
+def test_run_config_typo_names_field_and_fix(tmp_path):
+    path = _config(tmp_path, GOOD.replace("batch_size", "batch_sise"))
+    res = runner.invoke(app, ["run", str(path)])
+    assert res.exit_code == 2
+    assert "loop.batch_sise: unknown field; did you mean 'batch_size'?" in res.output.replace("\n", "")
+    assert not (tmp_path / "camp").exists()
+    res = runner.invoke(app, ["run", str(_config(tmp_path, GOOD.replace("initial = 10", "initial = 0")))])
+    assert res.exit_code == 2 and "loop.initial" in res.output
+
+
+def test_run_review_resume_and_export(tmp_path):
+    path = _config(tmp_path, GOOD)
+    res = runner.invoke(app, ["run", str(path), "--review"])
+    assert res.exit_code == 0, res.output
+    review = tmp_path / "camp" / "review" / "loop-0001.csv"
+    assert review.exists() and "--resume" in res.output
+    ids = [ln.split(",")[0] for ln in review.read_text().splitlines()[1:]]
+    review.write_text("id\n" + "\n".join(ids[:3]) + "\n")
+    res = runner.invoke(app, ["run", str(path), "--resume"])
+    assert res.exit_code == 0, res.output
+    store = CampaignStore(tmp_path / "camp")
+    assert store.loops()[1]["hand_edited"] is True and len(store.selections()[1]) == 3
+    assert store.loops()[-1]["phase"] == "review"  # review mode persists: next batch waits again
+    out = tmp_path / "labels.parquet"
+    res = runner.invoke(app, ["export", str(tmp_path / "camp"), "--out", str(out)])
+    assert res.exit_code == 0
+    assert pq.read_table(out).num_rows == 13
+
+
+def test_module_entry_point_runs_in_a_real_process():
+    out = subprocess.run(
+        [sys.executable, "-m", "alloop", "strategies", "--json"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert any(r["name"] == "margin" for r in json.loads(out.stdout))
+
+
+def test_export_of_missing_campaign_is_a_clear_error(tmp_path):
+    res = runner.invoke(app, ["export", str(tmp_path / "none"), "--out", str(tmp_path / "x.csv")])
+    assert res.exit_code == 2 and "No campaign" in res.output
