@@ -50,9 +50,10 @@ def check_float(
     what = "a number" + rng + (" or None" if allow_none else "")
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
         raise _fail(name, owner, what, value)
-    if (low is not None and value < low) or (high is not None and value > high):
+    number = float(value)
+    if (low is not None and number < low) or (high is not None and number > high):
         raise _fail(name, owner, what, value)
-    return float(value)
+    return number
 
 
 def check_choice(value: Any, name: str, owner: str, choices: Iterable[Any]) -> Any:

@@ -104,7 +104,7 @@ def strategies(as_json: Annotated[bool, typer.Option("--json", help="Print JSON 
 
     from alloop.strategies import all_strategies
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": name,
             "family": cls.family,

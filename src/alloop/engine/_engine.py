@@ -22,7 +22,7 @@ from alloop._validation import check_int
 from alloop.errors import ConfigError, LabelError, PoolExhaustedError, StateError
 from alloop.metadata import History, Snapshot
 from alloop.records import Pool, RecordState, as_id_array
-from alloop.strategies import SelectionContext, Strategy, make_strategy
+from alloop.strategies import SelectionContext, Strategy, make_strategy, top_k
 
 __all__ = ["Selection", "SelectionEngine"]
 
@@ -188,10 +188,14 @@ class SelectionEngine:
         scores = np.asarray(strat.score(ctx), dtype=np.float64)
         if scores.shape != (ctx.n,):
             raise RuntimeError(f"Strategy {strat.spec!r} returned {scores.shape} scores for {ctx.n} candidates.")
-        ids = strat.select(ctx, k)
-        pos = self.pool.index_of(ids)
-        where = {int(i): j for j, i in enumerate(ctx.index.tolist())}
-        chosen_scores = scores[[where[int(i)] for i in pos.tolist()]]
+        if type(strat).select is Strategy.select:  # plain top-k: reuse the scores, don't score twice
+            order = top_k(scores, k)
+            ids, chosen_scores = ctx.ids[order], scores[order]
+        else:
+            ids = strat.select(ctx, k)
+            pos = self.pool.index_of(ids)
+            where = {int(i): j for j, i in enumerate(ctx.index.tolist())}
+            chosen_scores = scores[[where[int(i)] for i in pos.tolist()]]
         n_unlabeled = int(self.pool.mask(RecordState.UNLABELED).sum())
         reason = f"{strat.spec}: top {ids.size} of {ctx.n} candidates by score"
         if ctx.n < n_unlabeled:
