@@ -253,7 +253,9 @@ def test_export_has_provenance(tmp_path):
     assert {r["model_version"] for r in rows if r["loop"] == 2} == {"m0001"}
     csv_out = tmp_path / "labels.csv"
     export_labels(tmp_path / "c", csv_out)
-    assert csv_out.read_text().splitlines()[0].replace('"', "") == "id,label,source,annotator,posterior,loop,model_version"
+    assert (
+        csv_out.read_text().splitlines()[0].replace('"', "") == "id,label,source,annotator,posterior,loop,model_version"
+    )
     with pytest.raises(ConfigError, match="parquet or .csv"):
         export_labels(tmp_path / "c", tmp_path / "labels.xlsx")
 

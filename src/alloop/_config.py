@@ -163,7 +163,10 @@ def build_campaign(cfg: RunConfig, *, resume: bool = False, review: bool = False
             classes=ds.classes,
         )
     oracle = SimulatedOracle(
-        truth=(ds.ids[train], ds.y[train]), noise_rate=cfg.loop.label_noise, classes=list(ds.classes), seed=cfg.loop.seed
+        truth=(ds.ids[train], ds.y[train]),
+        noise_rate=cfg.loop.label_noise,
+        classes=list(ds.classes),
+        seed=cfg.loop.seed,
     )
     directory = Path(cfg.directory)
     if resume:
