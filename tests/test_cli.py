@@ -42,6 +42,8 @@ def test_strategies_json_lists_discovered_strategies():
     rows = {r["name"]: r for r in json.loads(res.output)}
     assert {"margin", "entropy", "least-confidence", "random"} <= set(rows)
     assert rows["margin"]["needs"] == ["probs"] and rows["random"]["params"] == ["seed"]
+    assert rows["margin"]["kind"] == "pool" and rows["margin"]["batch_aware"] is False
+    assert rows["entropy"]["cost"] == "O(n)"
 
 
 def _config(tmp_path: Path, body: str) -> Path:

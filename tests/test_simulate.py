@@ -221,6 +221,7 @@ def test_identical_strategies_give_no_p_value():
         (dict(strategies=[]), "strategies"),
         (dict(strategies=["margin", "margin"]), "strategies"),
         (dict(model="lgreg"), "model"),
+        (dict(model="knn", initial=3), "initial"),
     ],
 )
 def test_bad_inputs_name_the_parameter(kwargs, param):
@@ -325,3 +326,19 @@ def test_cli_reports_errors_without_traceback_and_exit_code_2(tmp_path, app):
         app, ["simulate", "--data", str(tmp_path / "x.csv"), "--strategy", "margin", "--json", "o.json"]
     )
     assert res.exit_code == 2 and "does not exist" in res.output
+
+
+def test_simulate_on_a_csv_file_with_a_target_column(tmp_path):
+    ds = load_dataset("iris")
+    lines = ["a,b,c,d,species"] + [
+        ",".join(map(str, [*x, ["setosa", "versicolor", "virginica"][y]])) for x, y in zip(ds.X, ds.y, strict=True)
+    ]
+    path = tmp_path / "iris.csv"
+    path.write_text("\n".join(lines) + "\n")
+    out = simulate(
+        path, "naive-bayes", ["margin"], initial=6, batch=6, budget=12, seeds=1, test_size=0.3, target="species"
+    )
+    assert out["protocol"]["data"] == str(path) and out["protocol"]["target"] == "species"
+    ref = simulate(ds, "naive-bayes", ["margin"], initial=6, batch=6, budget=12, seeds=1, test_size=0.3)
+    # same rows, same labels in the same sorted class order: the same numbers as the built-in
+    assert out["results"]["margin"]["aubc_per_seed"] == ref["results"]["margin"]["aubc_per_seed"]

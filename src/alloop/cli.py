@@ -107,8 +107,11 @@ def strategies(as_json: Annotated[bool, typer.Option("--json", help="Print JSON 
     rows: list[dict[str, Any]] = [
         {
             "name": name,
+            "kind": cls.kind,
             "family": cls.family,
             "needs": sorted(cls.needs),
+            "batch_aware": cls.batch_aware,
+            "cost": cls.cost,
             "params": cls._param_names(),
             "description": cls.describe(),
         }

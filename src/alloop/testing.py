@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from alloop.metadata import History, Snapshot
-from alloop.strategies import SelectionContext, Strategy, all_strategies, make_strategy, parse_spec, top_k
+from alloop.strategies import NEEDS, SelectionContext, Strategy, all_strategies, make_strategy, parse_spec, top_k
 
 __all__ = [
     "CHECKS",
@@ -79,7 +79,7 @@ __all__ = [
 ]
 
 #: Metadata kinds a :class:`SelectionContext` can hold, i.e. what a strategy may declare in ``needs``.
-METADATA_KINDS = frozenset({"probs", "embeddings", "samples", "history"})
+METADATA_KINDS = NEEDS
 
 _IMMUTABLE_DEFAULTS = (type(None), bool, int, float, complex, str, bytes, frozenset, range)
 
@@ -145,6 +145,7 @@ def conformance_context(
         embeddings=np.array(snap.embeddings[cand_pos]) if "embeddings" in kinds else None,
         samples=np.array(snap.samples[:, cand_pos]) if "samples" in kinds else None,
         history=history.features(cand_pos) if "history" in kinds else None,
+        labeled_embeddings=np.array(snap.embeddings[labeled_pos]) if "embeddings" in kinds else None,
         labeled_ids=ids[labeled_pos],
         labels=rng.integers(0, n_classes, size=labeled_pos.size).astype(np.int64),
         n_classes=n_classes,

@@ -19,6 +19,7 @@ train rows are registered in ascending row order. AUBC is the mean of the accura
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -32,7 +33,7 @@ from alloop.datasets import Dataset, load_dataset
 from alloop.engine import SelectionEngine
 from alloop.errors import ConfigError, DataError
 from alloop.metadata import Snapshot
-from alloop.models import build_model, predict_proba_full
+from alloop.models import MODELS, build_model, predict_proba_full
 from alloop.records import RecordState
 from alloop.strategies import make_strategy
 
@@ -224,7 +225,7 @@ def _baseline(specs: list[str]) -> str:
 
 
 def simulate(
-    data: str | Dataset,
+    data: str | os.PathLike[str] | Dataset,
     model: str = "logreg",
     strategies: Sequence[str] = ("random",),
     initial: int = 20,
@@ -260,11 +261,18 @@ def simulate(
         build_model(model)
     except ConfigError as exc:
         raise ConfigError(f"The 'model' parameter of {OWNER} is invalid: {exc}") from None
+    min_labels = MODELS[model].min_labels
+    if initial < min_labels:
+        raise ConfigError(
+            f"The 'initial' parameter of {OWNER} must be an int >= {min_labels} for model {model!r}, "
+            f"which cannot be fit on fewer labeled records. Got {initial}."
+        )
     if isinstance(data, Dataset):
         if target is not None:
             raise ConfigError(f"The 'target' parameter of {OWNER} applies only when 'data' is a name or a path.")
         dataset = data
-    elif isinstance(data, str):
+    elif isinstance(data, str | os.PathLike):
+        data = os.fspath(data)
         dataset = load_dataset(data, target=target)
     else:
         raise ConfigError(

@@ -166,6 +166,11 @@ class SelectionEngine:
             probs = h.probs[cand]
             samples = snap.samples[:, [where[int(i)] for i in cand.tolist()]]
         labeled = self.pool.indices(RecordState.LABELED)
+        labeled_emb = None
+        if emb is not None and h.embeddings is not None:
+            inside = labeled[labeled < h.capacity]
+            rows = h.embeddings[inside]
+            labeled_emb = rows[~np.isnan(rows).any(axis=1)] if rows.size else rows
         return SelectionContext(
             ids=self.pool.ids_at(cand),
             index=cand,
@@ -175,6 +180,7 @@ class SelectionEngine:
             history=h.features(cand) if "history" in needs else None,
             labeled_ids=self.pool.ids_at(labeled),
             labels=self.labels[labeled],
+            labeled_embeddings=labeled_emb,
             n_classes=None if self.classes is None else len(self.classes),
             seed=self.seed,
             loop=self.loop if loop is None else loop,

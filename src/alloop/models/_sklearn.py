@@ -66,20 +66,24 @@ def _naive_bayes(seed: int) -> Any:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A built-in model: its registry name, a one-line description and its factory ``seed -> estimator``."""
+    """A built-in model: registry name, one-line description, factory ``seed -> estimator``.
+
+    ``min_labels`` is the fewest labeled records it can be fit on (5 neighbours, 5 calibration folds).
+    """
 
     name: str
     description: str
     factory: Callable[[int], Any]
+    min_labels: int = 1
 
 
 MODELS: dict[str, ModelInfo] = {
     m.name: m
     for m in (
         ModelInfo("logreg", "Standardised logistic regression (max_iter=1000).", _logreg),
-        ModelInfo("svm-rbf", "Standardised RBF SVM with sigmoid-calibrated probabilities (5-fold CV).", _svm_rbf),
+        ModelInfo("svm-rbf", "Standardised RBF SVM with sigmoid-calibrated probabilities (5-fold CV).", _svm_rbf, 5),
         ModelInfo("random-forest", "Random forest of 100 trees (random_state=seed).", _random_forest),
-        ModelInfo("knn", "Standardised 5-nearest-neighbours.", _knn),
+        ModelInfo("knn", "Standardised 5-nearest-neighbours.", _knn, 5),
         ModelInfo("gradient-boosting", "Histogram gradient boosting (random_state=seed).", _gradient_boosting),
         ModelInfo("naive-bayes", "Gaussian naive Bayes.", _naive_bayes),
     )

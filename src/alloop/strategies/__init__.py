@@ -5,7 +5,7 @@
 'random(seed=3)'
 """
 
-from alloop.strategies._base import SelectionContext, Strategy
+from alloop.strategies._base import COST_CLASSES, NEEDS, SelectionContext, Strategy
 from alloop.strategies._registry import all_strategies, get_strategy_class, make_strategy, parse_spec
 from alloop.strategies._topk import rank_order, top_k
 from alloop.strategies.baseline import RandomSampling
@@ -19,6 +19,8 @@ from alloop.strategies.uncertainty import (
 )
 
 __all__ = [
+    "COST_CLASSES",
+    "NEEDS",
     "EntropySampling",
     "LeastConfidence",
     "MarginSampling",

@@ -15,7 +15,12 @@ import numpy as np
 
 from alloop.strategies._topk import top_k
 
-__all__ = ["SelectionContext", "Strategy"]
+__all__ = ["COST_CLASSES", "NEEDS", "SelectionContext", "Strategy"]
+
+#: What a strategy may declare in ``needs``. ``labels`` = it reads ``labeled_ids``/``labels``.
+NEEDS = frozenset({"probs", "embeddings", "samples", "history", "labels"})
+#: Cost classes shown by ``alloop strategies`` (n = candidates, k = batch size).
+COST_CLASSES = ("O(n)", "O(n log n)", "O(n·k)", "O(n²) capped")
 
 
 @dataclass
@@ -29,6 +34,7 @@ class SelectionContext:
     samples      (S, n, C) or None
     history      per-record history features (name -> (n,) array) or None
     labeled_ids, labels   what has been labeled so far (labels as class positions)
+    labeled_embeddings    (m, D) embeddings of the labeled records that have one (with ``embeddings``)
     n_classes    number of classes, when known
     seed, loop   for randomness: use :meth:`rng`, never global state
     """
@@ -41,6 +47,7 @@ class SelectionContext:
     history: dict[str, np.ndarray] | None = None
     labeled_ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     labels: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    labeled_embeddings: np.ndarray | None = None
     n_classes: int | None = None
     seed: int = 0
     loop: int = 0
@@ -65,14 +72,18 @@ class SelectionContext:
 class Strategy:
     """Base class of pool strategies.
 
-    Subclasses set ``name`` (the registry key), ``needs`` (metadata kinds required) and implement
-    ``score``; they may override ``select`` for batch-aware selection.
+    Subclasses set ``name`` (the registry key), ``needs`` (metadata kinds required, from :data:`NEEDS`)
+    and implement ``score``; they may override ``select`` for batch-aware selection (then set
+    ``batch_aware = True``). ``cost`` is one of :data:`COST_CLASSES`.
     """
 
     name: ClassVar[str] = ""
+    kind: ClassVar[str] = "pool"
     needs: ClassVar[frozenset[str]] = frozenset()
     task_types: ClassVar[frozenset[str]] = frozenset({"classification"})
     family: ClassVar[str] = ""
+    batch_aware: ClassVar[bool] = False
+    cost: ClassVar[str] = "O(n)"
 
     def score(self, ctx: SelectionContext) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement score(ctx)")
