@@ -104,7 +104,7 @@ def _fit_predict(
     """
     present = np.unique(y_fit)
     if present.size < 2:
-        col = int(np.searchsorted(classes, present[0]))
+        col = classes.tolist().index(present[0].item() if isinstance(present[0], np.generic) else present[0])
         outs = []
         for X in X_out:
             p = np.zeros((X.shape[0], classes.size), dtype=np.float64)
