@@ -104,3 +104,29 @@ def test_module_entry_point_runs_in_a_real_process():
 def test_export_of_missing_campaign_is_a_clear_error(tmp_path):
     res = runner.invoke(app, ["export", str(tmp_path / "none"), "--out", str(tmp_path / "x.csv")])
     assert res.exit_code == 2 and "No campaign" in res.output
+
+
+def test_run_with_user_learner_function(tmp_path, monkeypatch):
+    (tmp_path / "my_learner.py").write_text(
+        "from sklearn.naive_bayes import GaussianNB\n"
+        "from alloop.loop import SklearnLearner\n"
+        "CALLS = []\n"
+        "def make(dataset, train_ids, test_ids, seed):\n"
+        "    CALLS.append(seed)\n"
+        "    rows = {int(i): j for j, i in enumerate(dataset.ids)}\n"
+        "    tr = [rows[int(i)] for i in train_ids]; te = [rows[int(i)] for i in test_ids]\n"
+        "    return SklearnLearner(GaussianNB(), dataset.X[tr], train_ids, eval_X=dataset.X[te],\n"
+        "                          eval_y=dataset.y[te], classes=dataset.classes)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = _config(tmp_path, GOOD.replace("[loop]", '[model]\nlearner = "my_learner:make"\n[loop]'))
+    res = runner.invoke(app, ["run", str(path)])
+    assert res.exit_code == 0, res.output
+    import my_learner
+
+    assert my_learner.CALLS == [4]
+    store = CampaignStore(tmp_path / "camp")
+    assert len(store.labels()) == 25
+    bad = _config(tmp_path, GOOD.replace("[loop]", '[model]\nlearner = "my_learner.make"\n[loop]'))
+    res = runner.invoke(app, ["run", str(bad)])
+    assert res.exit_code == 2 and "model.learner" in res.output and "package.module:function" in res.output
