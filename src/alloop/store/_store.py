@@ -21,21 +21,13 @@ from sqlalchemy.engine import Connection, Engine
 from alloop.errors import StoreError
 from alloop.records import Pool, RecordState
 from alloop.store import _schema as T
+from alloop.store._db import make_engine, migrate, schema_revision
 
 __all__ = ["CampaignStore", "DB_NAME", "SCHEMA_HEAD"]
 
 DB_NAME = "alloop.db"
 SCHEMA_HEAD = "0001"
 _MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-def _alembic_config(connection: Connection) -> Any:
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(_MIGRATIONS))
-    cfg.attributes["connection"] = connection
-    return cfg
 
 
 def _encode_label(value: Any) -> str:
@@ -57,43 +49,11 @@ class CampaignStore:
             )
         self.directory.mkdir(parents=True, exist_ok=True)
         self.url = url or f"sqlite:///{db}"
-        self.engine: Engine = sa.create_engine(self.url, future=True)
-        if self.engine.dialect.name == "sqlite":
-
-            @sa.event.listens_for(self.engine, "connect")
-            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=FULL")
-                cur.execute("PRAGMA foreign_keys=ON")
-                cur.close()
-
-        self._migrate()
-
-    # ---- schema ----------------------------------------------------------------------------------
-    def _migrate(self) -> None:
-        from alembic import command
-        from alembic.runtime.migration import MigrationContext
-        from alembic.script import ScriptDirectory
-
-        with self.engine.begin() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
-            cfg = _alembic_config(conn)
-            script = ScriptDirectory.from_config(cfg)
-            known = {rev.revision for rev in script.walk_revisions()}
-            if current is not None and current not in known:
-                raise StoreError(
-                    f"The campaign in {str(self.directory)!r} was written by a newer alloop (schema {current!r}); "
-                    "upgrade alloop to open it."
-                )
-            if current != script.get_current_head():
-                command.upgrade(cfg, "head")
+        self.engine: Engine = make_engine(self.url)
+        migrate(self.engine, _MIGRATIONS, f"the campaign in {str(self.directory)!r}")
 
     def schema_version(self) -> str | None:
-        from alembic.runtime.migration import MigrationContext
-
-        with self.engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+        return schema_revision(self.engine)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
