@@ -98,6 +98,35 @@ def run(
 
 @app.command()
 @friendly
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to bind (keep 127.0.0.1 unless behind a proxy).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Database URL: sqlite:///path (default) or postgresql+psycopg://…")
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where snapshots and id files are kept.")] = None,
+) -> None:
+    """Run the selection engine as a service (needs: pip install 'alloop[server]'). Admin token: ALLOOP_ADMIN_TOKEN."""
+    from dataclasses import replace
+
+    from alloop.server import serve as run_server
+    from alloop.settings import Settings
+
+    settings = Settings.from_env()
+    if db is not None:
+        settings = replace(settings, db_url=db)
+    if data_dir is not None:
+        settings = replace(settings, data_dir=str(data_dir))
+    if settings.admin_token is None:
+        err_console.print("[yellow]ALLOOP_ADMIN_TOKEN is not set: no one can create projects.[/]")
+    console.print(f"alloop engine on http://{host}:{port} (database {settings.database_url.split('@')[-1]})")
+    run_server(settings, host=host, port=port)
+
+
+@app.command()
+@friendly
 def strategies(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
     """List every querying strategy (found by discovery)."""
     from rich.table import Table

@@ -2,6 +2,8 @@
 
 from alloop.loop._export import export_labels
 from alloop.loop._learner import FunctionLearner, Learner, SklearnLearner, TrainReport
+from alloop.loop._remote import RemoteEngine
+from alloop.loop._sharing import SharingPolicy
 from alloop.loop.campaign import CRASH_POINTS, Campaign, CampaignResult, LoopReport, StepResult
 
 __all__ = [
@@ -11,6 +13,8 @@ __all__ = [
     "FunctionLearner",
     "Learner",
     "LoopReport",
+    "RemoteEngine",
+    "SharingPolicy",
     "SklearnLearner",
     "StepResult",
     "TrainReport",

@@ -43,8 +43,9 @@ from alloop.engine import Selection, SelectionEngine
 from alloop.errors import ConfigError, DataError, LabelError, StateError, StoreError
 from alloop.labeling import LabelEvent, LabelProvider
 from alloop.loop._learner import Learner, SklearnLearner, TrainReport
+from alloop.loop._sharing import SharingPolicy
 from alloop.metadata import Snapshot
-from alloop.records import RecordState, as_id_array
+from alloop.records import Pool, RecordState, as_id_array
 from alloop.store import DB_NAME, CampaignStore
 from alloop.strategies import make_strategy
 
@@ -52,6 +53,10 @@ __all__ = ["CRASH_POINTS", "Campaign", "CampaignResult", "LoopReport", "SklearnL
 
 CRASH_POINTS = ("select", "label", "train", "infer")
 REVIEW_FILE = "file"
+
+
+def directory_name(directory: str | os.PathLike[str]) -> str:
+    return Path(directory).resolve().name[:200] or "campaign"
 
 
 def _crash_point(name: str, loop: int) -> None:
@@ -119,6 +124,8 @@ class Campaign:
     initial      size of the initial set (drawn at random with ``seed``) or ``initial_ids``
     batch_size   records per loop; ``budget`` caps the total labels (initial set included)
     max_loops    loops after the initial set; ``target`` e.g. ``{"accuracy": 0.95}`` stops when met
+    engine       None (embedded, in-process) or the URL of ``alloop serve``; ``token`` its project key
+                 or admin token; ``sharing`` the :class:`SharingPolicy` (default: ids + probabilities)
     review       ``fn(proposed: Selection) -> ids`` to edit each batch, or ``"file"`` to stop and
                  write ``review/loop-NNNN.csv`` for a person to edit (read back on resume)
     label_timeout seconds after which a partial batch is trained on (the rest stay pending)
@@ -145,6 +152,9 @@ class Campaign:
         label_timeout: float | None = None,
         overwrite: bool = False,
         holdout: Any = None,
+        engine: str | None = None,
+        token: str | None = None,
+        sharing: SharingPolicy | None = None,
     ) -> None:
         owner = "Campaign"
         config = {
@@ -170,21 +180,46 @@ class Campaign:
             raise ConfigError("The 'pool' parameter of Campaign must hold at least one record id.")
         holdout_ids = None if holdout is None else as_id_array(holdout, "holdout")
         directory = Path(directory)
+        config["engine_url"] = config["project_id"] = config["sharing"] = None
         if (directory / DB_NAME).exists():
             if not overwrite:
                 raise ConfigError(
                     f"{str(directory)!r} already holds a campaign; continue it with Campaign.resume(), "
                     "or pass overwrite=True to start afresh."
                 )
-        # validate everything that could fail before touching the directory
-        engine = SelectionEngine(strategy=config["strategy"], seed=config["seed"], classes=config["classes"])
-        engine.add_records(pool_ids)
-        if holdout_ids is not None:
-            engine.add_records(holdout_ids, holdout=True)
-        if initial_ids is not None:
+        if initial_ids is not None:  # checked on a scratch pool, before anything is sent or written
             init = as_id_array(initial_ids, "initial_ids")
-            engine.pool.check_state(engine.pool.index_of(init, "initial_ids"), RecordState.UNLABELED, "initial_ids")
+            scratch = Pool()
+            scratch.add(pool_ids, field="pool")
+            scratch.check_state(scratch.index_of(init, "initial_ids"), RecordState.UNLABELED, "initial_ids")
             config["initial_ids"] = init.tolist()
+        if engine is not None and not (isinstance(engine, str) and engine.startswith(("http://", "https://"))):
+            raise ConfigError(
+                f"The 'engine' parameter of Campaign must be None (embedded) or an http(s) URL. Got {engine!r}."
+            )
+        # validate everything that could fail before touching the directory
+        if engine is None:
+            sel_engine: Any = SelectionEngine(
+                strategy=config["strategy"], seed=config["seed"], classes=config["classes"]
+            )
+        else:
+            from alloop.loop._remote import RemoteEngine
+
+            sel_engine = RemoteEngine(
+                engine,
+                token or "",
+                classes=config["classes"],
+                strategy=config["strategy"],
+                seed=config["seed"],
+                name=directory_name(directory),
+                policy=sharing,
+            )
+            config["engine_url"] = engine
+            config["project_id"] = sel_engine.project
+            config["sharing"] = sel_engine.policy.to_config()
+        sel_engine.add_records(pool_ids)
+        if holdout_ids is not None:
+            sel_engine.add_records(holdout_ids, holdout=True)
         if overwrite and directory.exists():
             for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"):
                 (directory / name).unlink(missing_ok=True)
@@ -194,13 +229,13 @@ class Campaign:
         with store.transaction() as conn:
             for key, value in config.items():
                 store.set_meta(conn, key, value)
-            store.set_meta(conn, "id_kind", engine.pool.id_kind or "int")
+            store.set_meta(conn, "id_kind", sel_engine.pool.id_kind or "int")
             store.set_meta(conn, "created_at", time.time())
-            all_idx = np.arange(engine.pool.capacity)
+            all_idx = np.arange(sel_engine.pool.capacity)
             store.insert_records(conn, all_idx[: pool_ids.size], pool_ids, RecordState.UNLABELED, 0)
             if holdout_ids is not None:
                 store.insert_records(conn, all_idx[pool_ids.size :], holdout_ids, RecordState.EVAL, 0)
-        self._attach(store, engine, learner, labeler, review if callable(review) else None)
+        self._attach(store, sel_engine, learner, labeler, review if callable(review) else None)
 
     # ---- construction --------------------------------------------------------------------------
     @staticmethod
@@ -250,24 +285,49 @@ class Campaign:
         learner: Learner,
         labeler: LabelProvider,
         review: Callable[[Selection], Any] | None = None,
+        token: str | None = None,
     ) -> Campaign:
-        """Reopen a campaign where it stopped: pool, labels and History are rebuilt from the store."""
+        """Reopen a campaign where it stopped: pool, labels and History are rebuilt from the store.
+
+        A campaign on a remote engine needs its ``token`` again (tokens are never stored); the service is
+        brought up to date with whatever it missed.
+        """
         store = CampaignStore(directory)
         classes = store.get_meta("classes")
         if classes is None:
             raise StoreError(f"{str(directory)!r} has no campaign configuration; it was not created by Campaign.")
-        engine = SelectionEngine(strategy=store.get_meta("strategy"), seed=store.get_meta("seed"), classes=classes)
+        url = store.get_meta("engine_url")
+        engine: Any
+        if url is None:
+            engine = SelectionEngine(strategy=store.get_meta("strategy"), seed=store.get_meta("seed"), classes=classes)
+        else:
+            from alloop.loop._remote import RemoteEngine
+
+            engine = RemoteEngine(
+                url,
+                token or "",
+                classes=classes,
+                strategy=store.get_meta("strategy"),
+                seed=store.get_meta("seed"),
+                project=store.get_meta("project_id"),
+                policy=SharingPolicy(**store.get_meta("sharing")),
+            )
         engine.pool = store.load_pool()
         engine.labels = np.full(engine.pool.capacity, -1, dtype=np.int64)
         rows = store.labels()
         if rows:
             idx = np.array([r["idx"] for r in rows], dtype=np.int64)
             engine.labels[idx] = engine.class_positions([r["label"] for r in rows], "stored labels")
-        for row in store.loops():
-            if row["phase"] == "inferred":
-                path = store.snapshot_path(row["loop"])
-                if path.exists():
-                    engine.ingest(Snapshot.from_parquet(path), loop=row["loop"])
+        snapshots = {
+            row["loop"]: store.snapshot_path(row["loop"])
+            for row in store.loops()
+            if row["phase"] == "inferred" and store.snapshot_path(row["loop"]).exists()
+        }
+        if url is None:
+            for loop in sorted(snapshots):
+                engine.ingest(Snapshot.from_parquet(snapshots[loop]), loop=loop)
+        else:
+            engine.sync(snapshots)
         self = cls.__new__(cls)
         self._attach(store, engine, learner, labeler, review)
         return self
@@ -704,4 +764,8 @@ class Campaign:
             forget(arr)
 
     def close(self) -> None:
+        """Release the database and, for a remote engine, its HTTP connections."""
         self.store.close()
+        closer = getattr(self.engine, "close", None)
+        if closer is not None:
+            closer()

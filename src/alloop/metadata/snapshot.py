@@ -200,10 +200,9 @@ class Snapshot:
         )
 
     # ---- persistence (Parquet; no pickles) -----------------------------------------------------
-    def to_parquet(self, path: str | os.PathLike[str]) -> Path:
-        """Write atomically (temp file + rename) so a crash never leaves half a file."""
+    def to_arrow(self) -> Any:
+        """An Arrow table: ``id``, fixed-size-list columns ``probs``/``embeddings``/``samples``/``dyn:*``."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         def fixed(a: np.ndarray) -> pa.Array:
             flat = pa.array(np.ascontiguousarray(a).reshape(-1))
@@ -231,7 +230,13 @@ class Snapshot:
                 }
             )
         }
-        table = pa.table(cols).replace_schema_metadata(meta)
+        return pa.table(cols).replace_schema_metadata(meta)
+
+    def to_parquet(self, path: str | os.PathLike[str]) -> Path:
+        """Write atomically (temp file + rename) so a crash never leaves half a file."""
+        import pyarrow.parquet as pq
+
+        table = self.to_arrow()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
@@ -247,14 +252,27 @@ class Snapshot:
             table = pq.read_table(path)
         except (OSError, ValueError) as exc:
             raise DataError(f"Could not read snapshot file {str(path)!r}: {exc}") from exc
+        return cls.from_arrow(table, where=repr(str(path)))
+
+    @classmethod
+    def from_arrow(cls, table: Any, *, where: str = "the Arrow table") -> Snapshot:
+        """Read a table written by :meth:`to_arrow`; every problem is a DataError naming the column."""
         raw = (table.schema.metadata or {}).get(b"alloop.snapshot")
         if raw is None:
-            raise DataError(f"{str(path)!r} is not an alloop snapshot (no 'alloop.snapshot' metadata).")
+            raise DataError(f"{where} is not an alloop snapshot (no 'alloop.snapshot' schema metadata).")
+        for name in ("id", "probs"):
+            if name not in table.column_names:
+                raise DataError(f"{where} has no {name!r} column; columns are {table.column_names}.")
         meta = json.loads(raw)
         n = table.num_rows
 
         def unfixed(name: str) -> np.ndarray:
             col = table.column(name).combine_chunks()
+            if not hasattr(col.type, "list_size"):
+                raise DataError(
+                    f"Column {name!r} of {where} must be a fixed-size list of floats (one list per record); "
+                    f"got {col.type}."
+                )
             width = col.type.list_size
             return col.flatten().to_numpy(zero_copy_only=False).reshape(n, width)
 

@@ -1,0 +1,539 @@
+"""``EngineService``: many projects' selection engines behind one database — the library half of ``alloop serve``.
+
+The HTTP layer (``alloop.server``) only translates requests into these calls. State per project:
+
+* record ids: append-only Parquet batches (``<data>/<project>/records-NNNNNN.parquet``), metadata in the DB;
+* labels and pending selections: DB rows keyed by (project, record id);
+* snapshots: uploaded in chunks (Arrow IPC), each chunk idempotent by (loop, chunk index) and stored as a
+  Parquet file before its DB row commits; a loop's snapshot becomes visible only when committed, so a
+  server killed mid-upload shows no partial snapshot.
+
+A project's in-memory :class:`SelectionEngine` is rebuilt lazily from that state after a restart, replaying
+committed snapshots in loop order, so recommendations are identical to the embedded engine's.
+
+>>> import tempfile, numpy as np
+>>> from alloop import Snapshot
+>>> d = tempfile.mkdtemp()
+>>> svc = EngineService(f"sqlite:///{d}/svc.db", d)
+>>> pid, key = svc.create_project(name="demo", classes=[0, 1])
+>>> svc.project_for_key(key) == pid
+True
+>>> svc.add_records(pid, [1, 2, 3])
+3
+>>> snap = Snapshot(ids=[1, 2, 3], probs=np.array([[0.9, 0.1], [0.5, 0.5], [0.7, 0.3]]))
+>>> svc.put_chunk(pid, 0, 0, arrow_ipc_bytes(snap.to_arrow()))["status"]
+'stored'
+>>> svc.commit_snapshot(pid, 0, 1)["n_rows"]
+3
+>>> svc.recommend(pid, 1, loop=1).ids.tolist()
+[2]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from alloop._validation import check_int
+from alloop.engine._engine import Selection, SelectionEngine
+from alloop.errors import ConfigError, DataError, DuplicateRecordError, StateError, UnknownRecordError
+from alloop.metadata import Snapshot
+from alloop.records import RecordState, as_id_array
+from alloop.store import _service_schema as S
+from alloop.store._db import make_engine, migrate, schema_revision
+from alloop.strategies import make_strategy
+
+__all__ = ["EngineService", "arrow_ipc_bytes", "hash_key", "read_arrow_ipc"]
+
+_MIGRATIONS = Path(__file__).parents[1] / "store" / "service_migrations"
+SERVICE_HEAD = "s0001"
+
+
+def hash_key(key: str) -> str:
+    """SHA-256 of an API key; only the hash is stored."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def arrow_ipc_bytes(table: Any) -> bytes:
+    """Serialise an Arrow table as an IPC stream."""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def read_arrow_ipc(body: bytes, what: str) -> Any:
+    import pyarrow as pa
+
+    try:
+        return pa.ipc.open_stream(pa.py_buffer(body)).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"The body of {what} is not a valid Arrow IPC stream: {exc}") from None
+
+
+def _encode(value: Any) -> str:
+    return json.dumps(value.item() if isinstance(value, np.generic) else value)
+
+
+def _atomic_write_parquet(table: Any, path: Path) -> str:
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".parquet.tmp")
+    pq.write_table(table, tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+        digest = hashlib.sha256(fh.read()).hexdigest()
+    os.replace(tmp, path)
+    return digest
+
+
+class EngineService:
+    """Selection engines for many projects, persisted in a database (SQLite or PostgreSQL) plus Parquet files."""
+
+    def __init__(self, url: str, data_dir: str | os.PathLike[str]) -> None:
+        self.url = url
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = make_engine(url)
+        migrate(self.db, _MIGRATIONS, f"the engine service ({url.split('@')[-1]})")
+        self._engines: dict[str, SelectionEngine] = {}
+        self._locks: dict[str, threading.RLock] = {}
+        self._guard = threading.Lock()
+        self._cost: dict[tuple[str, str], float] = {}  # (project, strategy) -> seconds per candidate
+
+    # ---- health ------------------------------------------------------------------------------------
+    def ready(self) -> tuple[bool, str]:
+        """Database reachable and migrated to the head revision."""
+        try:
+            rev = schema_revision(self.db)
+        except sa.exc.SQLAlchemyError as exc:
+            return False, f"database unreachable: {exc.__class__.__name__}"
+        if rev != SERVICE_HEAD:
+            return False, f"schema at {rev!r}, expected {SERVICE_HEAD!r}"
+        return True, "ok"
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    # ---- projects -----------------------------------------------------------------------------------
+    def create_project(
+        self, *, name: str, classes: Sequence[Any], strategy: str = "margin", seed: int = 0
+    ) -> tuple[str, str]:
+        """Create a project; returns (project id, API key). The key is shown once and stored hashed."""
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise ConfigError("The 'name' parameter of a project must be a non-empty string of at most 200 characters.")
+        cls = [c.item() if isinstance(c, np.generic) else c for c in list(classes)]
+        if len(cls) < 2 or len(set(map(repr, cls))) != len(cls):
+            raise ConfigError(
+                f"The 'classes' parameter of a project must list at least 2 distinct labels. Got {cls!r}."
+            )
+        if not all(isinstance(c, (int, str)) and not isinstance(c, bool) for c in cls):
+            raise ConfigError("The 'classes' parameter of a project must hold ints or strings.")
+        spec = make_strategy(strategy).spec
+        seed = check_int(seed, "seed", "a project", min=0)
+        pid = "p_" + secrets.token_hex(8)
+        key = "alk_" + secrets.token_urlsafe(32)
+        config = {"classes": cls, "strategy": spec, "seed": seed, "id_kind": None}
+        with self.db.begin() as conn:
+            conn.execute(
+                sa.insert(S.projects).values(
+                    id=pid, name=name, key_hash=hash_key(key), config=json.dumps(config), created_at=time.time()
+                )
+            )
+        return pid, key
+
+    def project_for_key(self, key: str) -> str | None:
+        """The project a key belongs to, or None. The stored hash is compared in constant time."""
+        digest = hash_key(key)
+        with self.db.connect() as conn:
+            row = conn.execute(
+                sa.select(S.projects.c.id, S.projects.c.key_hash).where(S.projects.c.key_hash == digest)
+            ).first()
+        if row is None or not hmac.compare_digest(row.key_hash, digest):
+            return None
+        return str(row.id)
+
+    def projects(self) -> list[dict[str, Any]]:
+        with self.db.connect() as conn:
+            rows = conn.execute(sa.select(S.projects.c.id, S.projects.c.name, S.projects.c.created_at)).all()
+        return [{"id": r.id, "name": r.name, "created_at": r.created_at} for r in rows]
+
+    def config(self, pid: str) -> dict[str, Any]:
+        with self.db.connect() as conn:
+            row = conn.execute(sa.select(S.projects.c.config).where(S.projects.c.id == pid)).first()
+        if row is None:
+            raise UnknownRecordError(f"No project {pid!r}.")
+        return dict(json.loads(row.config))
+
+    def _set_config(self, conn: Any, pid: str, config: dict[str, Any]) -> None:
+        conn.execute(sa.update(S.projects).where(S.projects.c.id == pid).values(config=json.dumps(config)))
+
+    def _lock(self, pid: str) -> threading.RLock:
+        with self._guard:
+            return self._locks.setdefault(pid, threading.RLock())
+
+    def _dir(self, pid: str) -> Path:
+        return self.data_dir / pid
+
+    # ---- the in-memory engine, rebuilt from stored state ---------------------------------------------
+    def engine(self, pid: str) -> SelectionEngine:
+        with self._lock(pid):
+            eng = self._engines.get(pid)
+            if eng is None:
+                eng = self._rebuild(pid)
+                self._engines[pid] = eng
+            return eng
+
+    def _decode_ids(self, pid: str, values: list[str]) -> np.ndarray:
+        kind = self.config(pid)["id_kind"]
+        return as_id_array([int(v) for v in values] if kind == "int" else list(values))
+
+    def _rebuild(self, pid: str) -> SelectionEngine:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        cfg = self.config(pid)
+        eng = SelectionEngine(strategy=cfg["strategy"], seed=cfg["seed"], classes=cfg["classes"])
+        with self.db.connect() as conn:
+            batches = conn.execute(
+                sa.select(S.record_batches.c.path)
+                .where(S.record_batches.c.project_id == pid)
+                .order_by(S.record_batches.c.batch)
+            ).all()
+            labels = conn.execute(sa.select(S.labels.c.rid, S.labels.c.label).where(S.labels.c.project_id == pid)).all()
+            sel = conn.execute(sa.select(S.selected.c.rid).where(S.selected.c.project_id == pid)).all()
+            snaps = conn.execute(
+                sa.select(S.snapshots.c.loop, S.snapshots.c.n_chunks)
+                .where(S.snapshots.c.project_id == pid)
+                .order_by(S.snapshots.c.loop)
+            ).all()
+        for (path,) in batches:
+            eng.add_records(as_id_array(pq.read_table(path).column("id").to_numpy(zero_copy_only=False)))
+        if labels:
+            eng.observe_labels(self._decode_ids(pid, [r.rid for r in labels]), [json.loads(r.label) for r in labels])
+        if sel:
+            eng.mark_selected(self._decode_ids(pid, [r.rid for r in sel]))
+        for loop, n_chunks in snaps:
+            tables = [pq.read_table(self._chunk_path(pid, loop, c)) for c in range(n_chunks)]
+            eng.ingest(Snapshot.from_arrow(pa.concat_tables(tables)), loop=loop)
+        return eng
+
+    # ---- records ----------------------------------------------------------------------------------------
+    def add_records(self, pid: str, ids: Any) -> int:
+        """Register record ids (idempotent when every id is already registered). Returns the number added."""
+        import pyarrow as pa
+
+        arr = as_id_array(ids, "ids")
+        with self._lock(pid):
+            eng = self.engine(pid)
+            present = np.fromiter((i in eng.pool for i in arr.tolist()), dtype=bool, count=arr.size)
+            if arr.size and present.all():
+                return 0
+            if present.any():
+                first = arr[np.flatnonzero(present)[0]]
+                raise DuplicateRecordError(
+                    f"{int(present.sum())} of the ids are already registered (first: {first!r}); send only new ids."
+                )
+            eng.add_records(arr)  # validates id kind, duplicates
+            try:
+                cfg = self.config(pid)
+                with self.db.begin() as conn:
+                    batch = (
+                        conn.execute(
+                            sa.select(sa.func.coalesce(sa.func.max(S.record_batches.c.batch), -1)).where(
+                                S.record_batches.c.project_id == pid
+                            )
+                        ).scalar_one()
+                        + 1
+                    )
+                    path = self._dir(pid) / f"records-{batch:06d}.parquet"
+                    col = pa.array(arr.tolist(), type=pa.int64() if arr.dtype.kind == "i" else pa.string())
+                    digest = _atomic_write_parquet(pa.table({"id": col}), path)
+                    conn.execute(
+                        sa.insert(S.record_batches).values(
+                            project_id=pid, batch=batch, path=str(path), n_rows=int(arr.size), sha256=digest
+                        )
+                    )
+                    if cfg["id_kind"] is None:
+                        cfg["id_kind"] = eng.pool.id_kind
+                        self._set_config(conn, pid, cfg)
+            except Exception:
+                self._engines.pop(pid, None)  # memory may be ahead of the store: rebuild on next use
+                raise
+        return int(arr.size)
+
+    def remove_records(self, pid: str, ids: Any) -> int:
+        """Forget records everywhere: id files, labels, selections, snapshot chunks, memory."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        arr = as_id_array(ids, "ids")
+        with self._lock(pid):
+            eng = self.engine(pid)
+            eng.pool.index_of(arr)  # all known, or UnknownRecordError before anything changes
+            drop = pa.array(arr.tolist(), type=pa.int64() if arr.dtype.kind == "i" else pa.string())
+            keys = [str(i) for i in arr.tolist()]
+            with self.db.begin() as conn:
+                files = [
+                    (S.record_batches, r.batch, None, r.path)
+                    for r in conn.execute(sa.select(S.record_batches).where(S.record_batches.c.project_id == pid))
+                ] + [
+                    (S.snapshot_chunks, r.loop, r.chunk, r.path)
+                    for r in conn.execute(sa.select(S.snapshot_chunks).where(S.snapshot_chunks.c.project_id == pid))
+                ]
+                for table_def, a, b, path in files:
+                    table = pq.read_table(path)
+                    keep = pc.invert(pc.is_in(table.column("id"), value_set=drop))
+                    if pc.all(keep).as_py():
+                        continue
+                    kept = table.filter(keep)
+                    digest = _atomic_write_parquet(kept, Path(path))
+                    cond = table_def.c.project_id == pid
+                    if table_def is S.record_batches:
+                        cond = cond & (table_def.c.batch == a)
+                    else:
+                        cond = cond & (table_def.c.loop == a) & (table_def.c.chunk == b)
+                    conn.execute(sa.update(table_def).where(cond).values(n_rows=kept.num_rows, sha256=digest))
+                for start in range(0, len(keys), 900):
+                    chunk = keys[start : start + 900]
+                    conn.execute(sa.delete(S.labels).where((S.labels.c.project_id == pid) & S.labels.c.rid.in_(chunk)))
+                    conn.execute(
+                        sa.delete(S.selected).where((S.selected.c.project_id == pid) & S.selected.c.rid.in_(chunk))
+                    )
+            eng.remove_records(arr)
+        return int(arr.size)
+
+    # ---- snapshots -----------------------------------------------------------------------------------
+    def _chunk_path(self, pid: str, loop: int, chunk: int) -> Path:
+        return self._dir(pid) / "snapshots" / f"loop-{loop:06d}-chunk-{chunk:06d}.parquet"
+
+    def put_chunk(self, pid: str, loop: int, chunk: int, body: bytes) -> dict[str, Any]:
+        """Store one chunk of a loop's snapshot. Re-sending the same chunk is a no-op."""
+        loop = check_int(loop, "loop", "a snapshot upload", min=0)
+        chunk = check_int(chunk, "chunk", "a snapshot upload", min=0)
+        digest = hashlib.sha256(body).hexdigest()
+        with self._lock(pid):
+            with self.db.connect() as conn:
+                done = conn.execute(
+                    sa.select(S.snapshots.c.loop).where(
+                        (S.snapshots.c.project_id == pid) & (S.snapshots.c.loop == loop)
+                    )
+                ).first()
+                prev = conn.execute(
+                    sa.select(S.snapshot_chunks.c.sha256).where(
+                        (S.snapshot_chunks.c.project_id == pid)
+                        & (S.snapshot_chunks.c.loop == loop)
+                        & (S.snapshot_chunks.c.chunk == chunk)
+                    )
+                ).first()
+            if prev is not None and prev.sha256 == digest:
+                return {"status": "duplicate", "loop": loop, "chunk": chunk}
+            if done is not None:
+                raise StateError(f"The snapshot of loop {loop} is already committed; start a new loop to send another.")
+            table = read_arrow_ipc(body, f"chunk {chunk} of loop {loop}")
+            snap = Snapshot.from_arrow(table, where=f"chunk {chunk} of loop {loop}")
+            eng = self.engine(pid)
+            if eng.classes is not None:
+                snap.aligned_to(eng.classes)  # validates the class columns
+            eng.pool.index_of(snap.ids, "snapshot ids")
+            path = self._chunk_path(pid, loop, chunk)
+            _atomic_write_parquet(table, path)
+            with self.db.begin() as conn:
+                values = {"path": str(path), "n_rows": snap.n_records, "sha256": digest}
+                if prev is None:
+                    conn.execute(sa.insert(S.snapshot_chunks).values(project_id=pid, loop=loop, chunk=chunk, **values))
+                else:
+                    conn.execute(
+                        sa.update(S.snapshot_chunks)
+                        .where(
+                            (S.snapshot_chunks.c.project_id == pid)
+                            & (S.snapshot_chunks.c.loop == loop)
+                            & (S.snapshot_chunks.c.chunk == chunk)
+                        )
+                        .values(**values)
+                    )
+        return {"status": "stored", "loop": loop, "chunk": chunk, "n_rows": snap.n_records}
+
+    def commit_snapshot(self, pid: str, loop: int, n_chunks: int) -> dict[str, Any]:
+        """Make a loop's uploaded chunks 0..n_chunks-1 the loop's snapshot and feed it to the engine."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        loop = check_int(loop, "loop", "a snapshot commit", min=0)
+        n_chunks = check_int(n_chunks, "n_chunks", "a snapshot commit", min=1)
+        with self._lock(pid):
+            with self.db.connect() as conn:
+                done = conn.execute(
+                    sa.select(S.snapshots).where((S.snapshots.c.project_id == pid) & (S.snapshots.c.loop == loop))
+                ).first()
+                have = {
+                    r.chunk
+                    for r in conn.execute(
+                        sa.select(S.snapshot_chunks.c.chunk).where(
+                            (S.snapshot_chunks.c.project_id == pid) & (S.snapshot_chunks.c.loop == loop)
+                        )
+                    )
+                }
+                later = conn.execute(
+                    sa.select(sa.func.max(S.snapshots.c.loop)).where(S.snapshots.c.project_id == pid)
+                ).scalar_one()
+            if done is not None:
+                if done.n_chunks != n_chunks:
+                    raise StateError(f"Loop {loop} was committed with {done.n_chunks} chunks, not {n_chunks}.")
+                return {"status": "duplicate", "loop": loop, "n_rows": done.n_rows}
+            if later is not None and later > loop:
+                raise StateError(f"Loop {later} is already committed; snapshots must arrive in loop order.")
+            missing = sorted(set(range(n_chunks)) - have)
+            if missing:
+                raise StateError(f"Chunks {missing[:10]} of loop {loop} were never uploaded; upload them, then commit.")
+            table = pa.concat_tables([pq.read_table(self._chunk_path(pid, loop, c)) for c in range(n_chunks)])
+            snap = Snapshot.from_arrow(table, where=f"the snapshot of loop {loop}")
+            eng = self.engine(pid)
+            eng.pool.index_of(snap.ids, "snapshot ids")
+            with self.db.begin() as conn:
+                conn.execute(
+                    sa.insert(S.snapshots).values(
+                        project_id=pid, loop=loop, n_chunks=n_chunks, n_rows=snap.n_records, committed_at=time.time()
+                    )
+                )
+            eng.ingest(snap, loop=loop)
+        return {"status": "committed", "loop": loop, "n_rows": snap.n_records}
+
+    # ---- labels and selections -------------------------------------------------------------------------
+    def observe_labels(self, pid: str, ids: Any, labels: Sequence[Any]) -> int:
+        arr = as_id_array(ids, "ids")
+        values = list(labels)
+        if len(values) != arr.size:
+            raise DataError(f"'labels' has {len(values)} entries for {arr.size} ids; give one label per id.")
+        with self._lock(pid):
+            eng = self.engine(pid)
+            eng.class_positions(values, "labels")
+            idx = eng.pool.index_of(arr)
+            eng.pool.check_state(idx, (RecordState.UNLABELED, RecordState.SELECTED, RecordState.LABELED))
+            now = time.time()
+            keys = [str(i) for i in arr.tolist()]
+            with self.db.begin() as conn:
+                for start in range(0, len(keys), 900):
+                    chunk = keys[start : start + 900]
+                    conn.execute(sa.delete(S.labels).where((S.labels.c.project_id == pid) & S.labels.c.rid.in_(chunk)))
+                    conn.execute(
+                        sa.delete(S.selected).where((S.selected.c.project_id == pid) & S.selected.c.rid.in_(chunk))
+                    )
+                conn.execute(
+                    sa.insert(S.labels),
+                    [
+                        {"project_id": pid, "rid": k, "label": _encode(v), "created_at": now}
+                        for k, v in zip(keys, values, strict=True)
+                    ],
+                )
+            eng.observe_labels(arr, values)
+        return int(arr.size)
+
+    def mark_selected(self, pid: str, ids: Any) -> int:
+        """Records sent for labeling (idempotent for records already selected)."""
+        arr = as_id_array(ids, "ids")
+        with self._lock(pid):
+            eng = self.engine(pid)
+            idx = eng.pool.index_of(arr)
+            states = eng.pool._state[idx]
+            fresh = arr[states == int(RecordState.UNLABELED)]
+            eng.pool.check_state(idx, (RecordState.UNLABELED, RecordState.SELECTED))
+            if fresh.size:
+                with self.db.begin() as conn:
+                    conn.execute(sa.insert(S.selected), [{"project_id": pid, "rid": str(i)} for i in fresh.tolist()])
+                eng.mark_selected(fresh)
+        return int(fresh.size)
+
+    def release(self, pid: str, ids: Any) -> int:
+        arr = as_id_array(ids, "ids")
+        with self._lock(pid):
+            eng = self.engine(pid)
+            eng.pool.check_state(eng.pool.index_of(arr), RecordState.SELECTED)
+            keys = [str(i) for i in arr.tolist()]
+            with self.db.begin() as conn:
+                conn.execute(sa.delete(S.selected).where((S.selected.c.project_id == pid) & S.selected.c.rid.in_(keys)))
+            eng.release(arr)
+        return int(arr.size)
+
+    # ---- recommendations -----------------------------------------------------------------------------
+    def recommend(
+        self,
+        pid: str,
+        k: int,
+        *,
+        strategy: str | None = None,
+        loop: int | None = None,
+        time_budget: float | None = None,
+    ) -> Selection:
+        """The engine's recommendation. With ``time_budget`` (seconds), a strategy measured as too slow for it
+        on this project is replaced by ``margin`` (when probabilities are shared), and the reason says so."""
+        with self._lock(pid):
+            eng = self.engine(pid)
+            strat = make_strategy(strategy) if strategy else eng.strategy
+            note = ""
+            n = int(eng.pool.mask(RecordState.UNLABELED).sum())
+            per = self._cost.get((pid, strat.spec))
+            if time_budget is not None and per is not None and per * n > time_budget and strat.spec != "margin":
+                note = f" (switched from {strat.spec}: expected {per * n:.2f}s > time budget {time_budget:.2f}s)"
+                strat = make_strategy("margin")
+            t0 = time.perf_counter()
+            sel = eng.recommend(k, strategy=strat, loop=loop)
+            seconds = time.perf_counter() - t0
+            self._cost[(pid, strat.spec)] = seconds / max(n, 1)
+            if note:
+                sel = Selection(sel.ids, sel.scores, sel.strategy, sel.reason + note, sel.loop)
+            with self.db.begin() as conn:
+                conn.execute(
+                    sa.insert(S.recommendations).values(
+                        project_id=pid,
+                        loop=sel.loop,
+                        k=k,
+                        strategy=sel.strategy,
+                        reason=sel.reason,
+                        n_selected=len(sel),
+                        seconds=seconds,
+                        created_at=time.time(),
+                    )
+                )
+        return sel
+
+    # ---- reading ----------------------------------------------------------------------------------------
+    def status(self, pid: str) -> dict[str, Any]:
+        eng = self.engine(pid)
+        cfg = self.config(pid)
+        with self.db.connect() as conn:
+            loops = [
+                {"loop": r.loop, "n_chunks": r.n_chunks, "n_rows": r.n_rows, "committed_at": r.committed_at}
+                for r in conn.execute(
+                    sa.select(S.snapshots).where(S.snapshots.c.project_id == pid).order_by(S.snapshots.c.loop)
+                )
+            ]
+        return {"project_id": pid, **cfg, "counts": eng.pool.counts(), "snapshots": loops}
+
+    def history(self, pid: str) -> list[dict[str, Any]]:
+        with self.db.connect() as conn:
+            rows = (
+                conn.execute(
+                    sa.select(S.recommendations)
+                    .where(S.recommendations.c.project_id == pid)
+                    .order_by(S.recommendations.c.id)
+                )
+                .mappings()
+                .all()
+            )
+        return [{k: v for k, v in dict(r).items() if k not in ("project_id",)} for r in rows]
