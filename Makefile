@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench lint venv clean
+.PHONY: demo test bench lint venv clean services
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed: install it and retry (or: make PYTHON=python3 ...)"; exit 1; }
@@ -18,7 +18,13 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/alloop demo
 
-test: $(STAMP)
+# Services the tests start themselves: a throwaway PostgreSQL cluster (Debian's postgresql package).
+services:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  { echo "installing PostgreSQL (Debian package) for the tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+test: $(STAMP) services
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -29,9 +29,21 @@ TEST = np.arange(1, 150, 2)
 ARROW = {"content-type": "application/vnd.apache.arrow.stream"}
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _db_url(backend: str, request: pytest.FixtureRequest) -> str | None:
+    if backend == "sqlite":
+        return None
+    cluster = request.getfixturevalue("postgres")
+    return cluster.create_database(f"srv_{abs(hash(request.node.nodeid)) % 10**9}_{id(request)}")
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    srv = Server(tmp_path_factory.mktemp("srv")).start()
+def server(backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    srv = Server(tmp_path_factory.mktemp("srv"), db_url=_db_url(backend, request)).start()
     yield srv
     srv.stop()
     close_clients()
@@ -221,8 +233,8 @@ def test_wrong_token_is_an_auth_error(server, tmp_path):
     assert not (tmp_path / "c").exists()
 
 
-def test_server_restart_and_sigkill_mid_upload(tmp_path):
-    srv = Server(tmp_path / "data").start()
+def test_server_restart_and_sigkill_mid_upload(tmp_path, backend, request):
+    srv = Server(tmp_path / "data", db_url=_db_url(backend, request)).start()
     try:
         pid, cli = new_project(srv, classes=(0, 1))
         cli.post(f"/v1/projects/{pid}/records", json={"ids": [1, 2, 3]})
@@ -244,8 +256,8 @@ def test_server_restart_and_sigkill_mid_upload(tmp_path):
         srv.stop()
 
 
-def test_campaign_survives_a_server_restart(tmp_path):
-    srv = Server(tmp_path / "data").start()
+def test_campaign_survives_a_server_restart(tmp_path, backend, request):
+    srv = Server(tmp_path / "data", db_url=_db_url(backend, request)).start()
     try:
         local = _campaign(tmp_path / "local")
         local.run()
