@@ -312,3 +312,18 @@ def test_store_of_remote_campaign_has_no_token(server, tmp_path):
     assert meta["engine_url"] == server.url and meta["project_id"] == camp.engine.project
     assert ADMIN not in (tmp_path / "c" / "alloop.db").read_bytes().decode("latin-1")
     camp.close()
+
+
+def test_demo_against_the_service_with_the_admin_token(server, tmp_path):
+    from typer.testing import CliRunner
+
+    from alloop.cli import app
+
+    args = ["demo", "--budget", "60", "--batch", "20"]
+    local = CliRunner().invoke(app, [*args, "--dir", str(tmp_path / "local")])
+    remote = CliRunner().invoke(app, [*args, "--dir", str(tmp_path / "remote"), "--engine", server.url, "--token", ADMIN])
+    assert local.exit_code == 0 and remote.exit_code == 0, remote.output
+    a = json.loads((tmp_path / "local" / "summary.json").read_text())["strategies"]
+    b = json.loads((tmp_path / "remote" / "summary.json").read_text())["strategies"]
+    assert a == b
+    assert CampaignStore(tmp_path / "remote").get_meta("engine_url") == server.url

@@ -46,7 +46,14 @@ def _setup(params: dict[str, Any]) -> tuple[Any, ...]:
     return ds, train, test
 
 
-def _campaign(directory: Path, params: dict[str, Any], strategy: str, resume: bool) -> Campaign:
+def _campaign(
+    directory: Path,
+    params: dict[str, Any],
+    strategy: str,
+    resume: bool,
+    engine: str | None = None,
+    token: str | None = None,
+) -> Campaign:
     ds, train, test = _setup(params)
     learner = SklearnLearner(
         build_model(params["model"], seed=params["seed"]),
@@ -58,7 +65,7 @@ def _campaign(directory: Path, params: dict[str, Any], strategy: str, resume: bo
     )
     oracle = SimulatedOracle(truth=(ds.ids[train], ds.y[train]), seed=params["seed"])
     if resume and (directory / "alloop.db").exists():
-        return Campaign.resume(directory, learner=learner, labeler=oracle)
+        return Campaign.resume(directory, learner=learner, labeler=oracle, token=token)
     return Campaign(
         directory,
         learner=learner,
@@ -71,6 +78,8 @@ def _campaign(directory: Path, params: dict[str, Any], strategy: str, resume: bo
         budget=params["budget"],
         seed=params["seed"],
         overwrite=True,
+        engine=engine,
+        token=token,
     )
 
 
@@ -81,9 +90,19 @@ def _curve(camp: Campaign) -> tuple[list[int], list[float]]:
 
 
 def run_demo(
-    directory: str | Path = "runs/demo", *, resume: bool = False, console: Any = None, **overrides: Any
+    directory: str | Path = "runs/demo",
+    *,
+    resume: bool = False,
+    console: Any = None,
+    engine: str | None = None,
+    token: str | None = None,
+    **overrides: Any,
 ) -> dict[str, Any]:
-    """Run the demo campaign and its random baseline; write ``summary.json`` and ``learning_curve.png``."""
+    """Run the demo campaign and its random baseline; write ``summary.json`` and ``learning_curve.png``.
+
+    With ``engine`` (the URL of ``alloop serve``) and ``token`` (a project key, or the admin token — then
+    the demo creates its own projects), selection runs on the service instead of in-process.
+    """
     from rich.console import Console
 
     params = {**DEMO_DEFAULTS, **overrides}
@@ -95,14 +114,14 @@ def run_demo(
         runs = {"random": directory}
     started = time.perf_counter()
     for name, path in runs.items():
-        camp = _campaign(path, params, name, resume)
+        camp = _campaign(path, params, name, resume, engine, token)
         result = run_with_progress(camp, console, title=f"alloop demo — {name} on {params['data']} ({path})")
         console.print(f"[bold]{name}[/]: stopped ({result.stop_reason}) with {result.n_labeled} labels.\n")
         camp.close()
     seconds = time.perf_counter() - started
     curves = {}
     for name, path in runs.items():
-        camp = _campaign(path, params, name, resume=True)
+        camp = _campaign(path, params, name, True, engine, token)
         curves[name] = _curve(camp)
         camp.close()
     summary = _summarise(params, curves, seconds)

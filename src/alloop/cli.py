@@ -62,11 +62,26 @@ def demo(
     strategy: Annotated[str, typer.Option("--strategy", help="Strategy to compare with random selection.")] = "margin",
     budget: Annotated[int, typer.Option("--budget", help="Total labels, initial set included.")] = 300,
     batch: Annotated[int, typer.Option("--batch", help="Labels per loop.")] = 20,
+    engine: Annotated[
+        str | None, typer.Option("--engine", help="URL of 'alloop serve' (default: the embedded engine).")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", help="Project key or admin token for --engine.", envvar="ALLOOP_TOKEN")
+    ] = None,
 ) -> None:
     """Run a complete campaign on scikit-learn's digits with a simulated annotator, then compare with random."""
     from alloop._demo import run_demo
 
-    run_demo(directory, resume=resume, console=console, strategy=strategy, budget=budget, batch_size=batch)
+    run_demo(
+        directory,
+        resume=resume,
+        console=console,
+        strategy=strategy,
+        budget=budget,
+        batch_size=batch,
+        engine=engine,
+        token=token,
+    )
 
 
 @app.command()
