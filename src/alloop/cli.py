@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from alloop._cli_label_sim import label_sim_command
 from alloop._cli_simulate import simulate_command
 from alloop.errors import AlloopError
 
@@ -50,6 +51,9 @@ def friendly(fn: F) -> F:
 
 
 app.command("simulate", help="Evaluate strategies on labeled data you already have (paired, seeded).")(simulate_command)
+app.command("label-sim", help="Simulate a crowd and compare consensus methods (exact, seeded protocol).")(
+    label_sim_command
+)
 
 
 @app.command()

@@ -26,7 +26,7 @@ from alloop.store._db import make_engine, migrate, schema_revision
 __all__ = ["CampaignStore", "DB_NAME", "SCHEMA_HEAD"]
 
 DB_NAME = "alloop.db"
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
