@@ -63,6 +63,9 @@ def test_margin_selects_least_certain_records(tmp_path):
     camp, learner, _ = make(tmp_path, max_loops=1, budget=None)
     camp.run()
     snap = Snapshot.from_parquet(camp.store.snapshot_path(0))
+    initial = set(camp.engine.pool.ids_at(np.array(camp.store.selections()[0])).tolist())
+    assert initial <= set(snap.ids.tolist())  # loop 0 also infers the initial set, once
+    snap = snap.subset(np.array([i not in initial for i in snap.ids.tolist()]))
     part = np.sort(snap.probs, axis=1)
     margin = part[:, -1] - part[:, -2]
     expected = snap.ids[np.argsort(margin, kind="stable")[:5]]
@@ -267,3 +270,28 @@ def test_state_error_when_selecting_needs_probs_before_inference(tmp_path):
     eng.add_records([1, 2])
     with pytest.raises(StateError, match="ingest a Snapshot"):
         eng.recommend(1)
+
+
+def test_stream_mode_dispatches_to_stream_campaign():
+    from alloop.loop import StreamCampaign
+
+    rng = np.random.default_rng(0)
+    Xs = rng.normal(size=(1500, 2))
+    ys = (Xs[:, 0] + 0.3 * rng.normal(size=1500) > 0).astype(int)
+    learner = SklearnLearner(LogisticRegression(), Xs, classes=[0, 1])
+    camp = Campaign(
+        mode="stream",
+        learner=learner,
+        labeler=SimulatedOracle(truth=dict(enumerate(ys.tolist()))),
+        classes=[0, 1],
+        budget=0.1,
+        block_size=50,
+        retrain_every=100,
+    )
+    assert isinstance(camp, StreamCampaign)
+    result = camp.run(range(1500))
+    assert abs(result.labeled_fraction - 0.1) <= 0.01
+    with pytest.raises(ConfigError, match="mode"):
+        Campaign(mode="batch", learner=learner, labeler=None, classes=[0, 1])
+    with pytest.raises(ConfigError, match="batch_size"):
+        Campaign(mode="stream", learner=learner, labeler=None, classes=[0, 1], batch_size=5)

@@ -44,6 +44,10 @@ def test_strategies_json_lists_discovered_strategies():
     assert rows["margin"]["needs"] == ["probs"] and rows["random"]["params"] == ["seed"]
     assert rows["margin"]["kind"] == "pool" and rows["margin"]["batch_aware"] is False
     assert rows["entropy"]["cost"] == "O(n)"
+    kinds = [r["kind"] for r in rows.values()]
+    assert kinds.count("pool") >= 40 and kinds.count("stream") >= 8
+    assert rows["stream-variable-uncertainty"]["needs"] == ["probs"]
+    assert rows["coreset"]["batch_aware"] is True
 
 
 def _config(tmp_path: Path, body: str) -> Path:

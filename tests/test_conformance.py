@@ -7,10 +7,14 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from alloop.strategies import RandomSampling, SelectionContext, Strategy, all_strategies
+from alloop.strategies import RandomSampling, SelectionContext, Strategy, all_strategies, make_strategy
+from alloop.strategies.compose import as_strategy
 from alloop.testing import (
     CHECKS,
+    check_class_counts,
     check_constructor_stores_params,
+    check_engine_needs,
+    check_float32_and_float64,
     check_inputs_not_mutated,
     check_k_one,
     check_needs_respected,
@@ -198,6 +202,22 @@ class _MutableDefault(_Base):
         self.weights = weights
 
 
+class _ThreeClassesOnly(_Base):
+    name = "_three-classes"
+
+    def score(self, ctx: SelectionContext) -> np.ndarray:
+        return ctx.probs @ np.array([1.0, 0.0, -1.0])  # assumes C = 3
+
+
+class _Float64Only(_Base):
+    name = "_float64-only"
+
+    def score(self, ctx: SelectionContext) -> np.ndarray:
+        if ctx.probs.dtype != np.float64:
+            raise TypeError(f"unsupported dtype {ctx.probs.dtype}")
+        return -ctx.probs.max(axis=1)
+
+
 class _Good(_Base):
     name = "_good"
 
@@ -226,6 +246,9 @@ class _Good(_Base):
         (_ValidatesInInit(power=2), check_constructor_stores_params, "also sets ['fitted_']"),
         (_MutableDefault(), check_constructor_stores_params, "mutable default []"),
         (_Good(), check_spec_parses, "not discovered"),
+        (_ThreeClassesOnly(), check_class_counts, "C=2"),
+        (_Float64Only(), check_float32_and_float64, "float32"),
+        (_UndeclaredEmbeddings(), check_engine_needs, "crashed with TypeError"),
     ],
     ids=lambda v: v.__name__ if callable(v) and not isinstance(v, Strategy) else None,
 )
@@ -334,3 +357,70 @@ def test_each_test_params_set_is_checked():
     cases = list(strategy_checks([_BadParams]))
     assert {c.strategy.power if isinstance(c.strategy.power, int) else 0 for c in cases} == {1, 0}
     check_strategy(_BadParams(power=3))
+
+
+# ---- composites and function strategies ------------------------------------------------------------------
+def test_every_combinator_is_discovered_and_checked():
+    combinators = {"weighted", "product", "two-stage", "schedule", "per-class-quota", "exclude"}
+    assert combinators <= NAMES
+    checked = {type(c.strategy).name for c in CASES if not c.skip_reason}
+    assert combinators <= checked
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "0.7*margin + 0.3*entropy",
+        "margin * least-confidence",
+        "top(margin, 2k) >> random",
+        "top(entropy, 10) >> random(seed=5)",
+        "random@0-1, margin",
+        "margin@labeled<5, entropy",
+        "top(margin + entropy, 3k) >> random@0, least-confidence",
+        "per-class-quota(inner='top(margin, 2k) >> random')",
+        "exclude(inner='0.5*margin + entropy', ids=(-1,))",
+    ],
+)
+def test_composites_built_from_specs_conform(spec):
+    check_strategy(make_strategy(spec))
+
+
+class _InstanceNeeds(Strategy):
+    """A strategy whose needs are known per instance only (as a composite's are)."""
+
+    name = "_instance-needs"
+
+    def __init__(self, *, kind: str = "embeddings") -> None:
+        self.kind = kind
+
+    @property  # type: ignore[override]
+    def needs(self) -> frozenset[str]:
+        return frozenset({self.kind})
+
+    def score(self, ctx: SelectionContext) -> np.ndarray:
+        data = getattr(ctx, self.kind)
+        return -np.linalg.norm(data.reshape(ctx.n, -1), axis=1)
+
+
+def test_instance_level_needs_are_what_the_checks_and_the_engine_use():
+    for kind in ("embeddings", "probs"):
+        strategy = _InstanceNeeds(kind=kind)
+        for check in (check_needs_respected, check_engine_needs):
+            check(strategy)  # the engine reads strategy.needs on the instance and refuses when it is missing
+
+
+def test_function_strategies_conform():
+    @as_strategy(name="conf-lowest-first-class", needs={"probs"}, register=False)
+    def lowest_first_class(ctx: SelectionContext, *, column: int = 0) -> np.ndarray:
+        return -ctx.probs[:, column]
+
+    @as_strategy(name="conf-stride", register=False)
+    def stride(ctx: SelectionContext, k: int) -> np.ndarray:
+        order = np.argsort(ctx.index % 3, kind="stable")
+        return ctx.ids[order[:k]]
+
+    skip = {"check_spec_parses"}  # register=False: not discoverable by name, on purpose
+    for cls in (lowest_first_class, stride):
+        for check in CHECKS:
+            if check.__name__ not in skip:
+                check(cls())

@@ -6,6 +6,7 @@ True
 """
 
 from alloop import strategies
+from alloop._select import select
 from alloop.engine import Selection, SelectionEngine
 from alloop.errors import (
     AlloopError,
@@ -36,5 +37,6 @@ __all__ = [
     "StateError",
     "UnknownRecordError",
     "__version__",
+    "select",
     "strategies",
 ]

@@ -150,7 +150,7 @@ def strategies(as_json: Annotated[bool, typer.Option("--json", help="Print JSON 
     """List every querying strategy (found by discovery)."""
     from rich.table import Table
 
-    from alloop.strategies import all_strategies
+    from alloop.strategies import all_strategies, all_stream_strategies
 
     rows: list[dict[str, Any]] = [
         {
@@ -164,6 +164,19 @@ def strategies(as_json: Annotated[bool, typer.Option("--json", help="Print JSON 
             "description": cls.describe(),
         }
         for name, cls in all_strategies().items()
+    ]
+    rows += [
+        {
+            "name": name,
+            "kind": "stream",
+            "family": cls.family,
+            "needs": sorted(cls.needs),
+            "batch_aware": False,
+            "cost": cls.cost,
+            "params": cls._param_names(),
+            "description": cls.describe(),
+        }
+        for name, cls in all_stream_strategies().items()
     ]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))

@@ -4,7 +4,11 @@
 check in :data:`CHECKS` on it (except those its ``_test_skips()`` exempts, with a reason) and raises
 one :class:`AssertionError` that names each failed check and says what to fix. The checks run on
 contexts made by :func:`conformance_context`: Dirichlet class probabilities with some exact ties,
-embeddings, MC samples ``(S, n, C)`` and History features, with int ids and with string ids.
+embeddings, MC samples ``(S, n, C)`` and History features, with int ids and with string ids. They cover
+k = 1, k = n, k > n, a pool of one, C = 2 and C = 100, float32 and float64 metadata, and a real
+``SelectionEngine`` that must refuse with a clear :class:`~alloop.errors.AlloopError` when something the
+strategy declares in ``needs`` (read on the instance: a composite's are its parts') is not shared. Contexts
+are small and built once per argument set, so the whole suite stays fast.
 
 A third party checks its own strategy class like this:
 
@@ -32,7 +36,7 @@ A strategy that writes into its inputs is caught:
 >>> check_strategy(Sloppy)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-AssertionError: 1 of 12 conformance checks failed:
+AssertionError: 1 of 15 conformance checks failed:
 - doc-sloppy-check_inputs_not_mutated: Sloppy(power=1.0) wrote into a context array in place ...
 
 In a pytest suite, one item per (strategy, check)::
@@ -46,6 +50,8 @@ In a pytest suite, one item per (strategy, check)::
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
 import random
 from collections.abc import Callable, Iterable, Iterator
@@ -54,6 +60,7 @@ from typing import Any
 
 import numpy as np
 
+from alloop.errors import AlloopError, ConfigError
 from alloop.metadata import History, Snapshot
 from alloop.strategies import NEEDS, SelectionContext, Strategy, all_strategies, make_strategy, parse_spec, top_k
 
@@ -61,7 +68,10 @@ __all__ = [
     "CHECKS",
     "METADATA_KINDS",
     "StrategyCheck",
+    "check_class_counts",
     "check_constructor_stores_params",
+    "check_engine_needs",
+    "check_float32_and_float64",
     "check_inputs_not_mutated",
     "check_k_one",
     "check_needs_respected",
@@ -108,6 +118,24 @@ def conformance_context(
     if id_kind not in ("int", "str"):
         raise ValueError(f"id_kind must be 'int' or 'str'; got {id_kind!r}")
     kinds = METADATA_KINDS if include is None else frozenset(include)
+    built = _built_context(n, n_classes, id_kind, kinds, n_labeled, n_samples, dim, np.dtype(dtype).str, seed, loop)
+    return _copy_context(built)
+
+
+@functools.lru_cache(maxsize=256)
+def _built_context(
+    n: int,
+    n_classes: int,
+    id_kind: str,
+    kinds: frozenset[str],
+    n_labeled: int,
+    n_samples: int,
+    dim: int,
+    dtype: str,
+    seed: int,
+    loop: int,
+) -> SelectionContext:
+    """Built once per argument set (History over three snapshots is the slow part); callers get copies."""
     rng = np.random.default_rng([seed, n, n_classes, n_labeled, 0 if id_kind == "int" else 1])
     total = n + n_labeled
     ids = (
@@ -151,6 +179,24 @@ def conformance_context(
         n_classes=n_classes,
         seed=seed,
         loop=loop,
+    )
+
+
+def _copy_context(ctx: SelectionContext) -> SelectionContext:
+    def copy(a: np.ndarray | None) -> Any:
+        return None if a is None else a.copy()
+
+    return dataclasses.replace(
+        ctx,
+        ids=ctx.ids.copy(),
+        index=ctx.index.copy(),
+        probs=copy(ctx.probs),
+        embeddings=copy(ctx.embeddings),
+        samples=copy(ctx.samples),
+        history=None if ctx.history is None else {key: value.copy() for key, value in ctx.history.items()},
+        labeled_ids=ctx.labeled_ids.copy(),
+        labels=ctx.labels.copy(),
+        labeled_embeddings=copy(ctx.labeled_embeddings),
     )
 
 
@@ -230,9 +276,9 @@ def _ids_text(ids: np.ndarray, limit: int = 5) -> str:
 
 # ---- the checks -------------------------------------------------------------------------------------
 def check_returns_k_unique(strategy: Strategy, *, seed: int = 0) -> None:
-    """``select(ctx, k)`` returns exactly ``min(k, n)`` ids, none twice."""
+    """``select(ctx, k)`` returns exactly ``min(k, n)`` ids, none twice: k = 1, a few, n - 1, n and n + 7."""
     for where, ctx in _contexts(seed):
-        for k in (1, 3, ctx.n // 2, ctx.n - 1):
+        for k in (1, 3, ctx.n // 2, ctx.n - 1, ctx.n, ctx.n + 7):
             out = _select(strategy, ctx, k, where)
             assert out.size == min(k, ctx.n), (
                 f"{_who(strategy)}.select(ctx, k={k}) returned {out.size} ids for {ctx.n} candidates ({where}); "
@@ -385,7 +431,7 @@ def check_scores_shape_and_values(strategy: Strategy, *, seed: int = 0) -> None:
 
 def check_needs_respected(strategy: Strategy, *, seed: int = 0) -> None:
     """``needs`` names known metadata kinds, and the strategy works with a context holding only those."""
-    needs = type(strategy).needs
+    needs = strategy.needs  # the instance's: a composite's needs are the union of its parts'
     assert isinstance(needs, frozenset), f"{type(strategy).__name__}.needs must be a frozenset; got {needs!r}."
     unknown = needs - METADATA_KINDS
     assert not unknown, (
@@ -486,11 +532,25 @@ def check_constructor_stores_params(strategy: Strategy, *, seed: int = 0) -> Non
 
 
 def check_spec_parses(strategy: Strategy, *, seed: int = 0) -> None:
-    """``spec`` parses back to the same name and parameters, and ``make_strategy(spec)`` rebuilds it."""
+    """``spec`` parses back (simple or composite spec) and ``make_strategy(spec)`` rebuilds an equal strategy."""
     cls = type(strategy)
     assert isinstance(cls.name, str) and cls.name, f"{cls.__name__} must set a non-empty class attribute 'name'."
     spec = strategy.spec
     assert isinstance(spec, str), f"{cls.__name__}.spec must be a string; got {spec!r}."
+    registered = all_strategies().get(cls.name)
+    assert registered is cls, f"make_strategy({spec!r}) cannot find {cls.__name__}: " + (
+        f"the name {cls.name!r} belongs to {registered.__module__}.{registered.__qualname__}."
+        if registered is not None
+        else "the class is not discovered (it must subclass Strategy, be imported, and not start with '_')."
+    )
+    try:
+        made = make_strategy(spec)
+    except ConfigError as exc:
+        raise AssertionError(f"{cls.__name__}.spec {spec!r} does not parse back: {exc}") from None
+    assert type(made) is cls, f"make_strategy({spec!r}) gave a {type(made).__name__}, not a {cls.__name__}."
+    if cls.__eq__ is not object.__eq__:  # composites compare their (resolved) parts
+        assert made == strategy, f"make_strategy({spec!r}) gave {made!r}, which is not equal to {_who(strategy)}."
+        return
     name, kwargs = parse_spec(spec)
     assert name == cls.name, f"{cls.__name__}.spec {spec!r} parses to the name {name!r}, not {cls.name!r}."
     params = strategy.get_params()
@@ -499,16 +559,115 @@ def check_spec_parses(strategy: Strategy, *, seed: int = 0) -> None:
         f"{cls.__name__}.spec {spec!r} rebuilds the parameters {rebuilt!r}, not {params!r}; parameter values must "
         "be Python literals whose repr() parses back."
     )
-    registered = all_strategies().get(cls.name)
-    assert registered is cls, f"make_strategy({spec!r}) cannot find {cls.__name__}: " + (
-        f"the name {cls.name!r} belongs to {registered.__module__}.{registered.__qualname__}."
-        if registered is not None
-        else "the class is not discovered (it must subclass Strategy, be imported, and not start with '_')."
+    assert _same_params(made.get_params(), params), f"make_strategy({spec!r}) gave {made!r}, not {_who(strategy)}."
+
+
+def _check_valid_selection(strategy: Strategy, ctx: SelectionContext, where: str, ks: Iterable[int]) -> None:
+    try:
+        _valid_selection(strategy, ctx, where, ks)
+    except AssertionError:
+        raise
+    except Exception as exc:
+        raise AssertionError(f"{_who(strategy)} failed with {type(exc).__name__}: {exc} ({where}).") from exc
+
+
+def _valid_selection(strategy: Strategy, ctx: SelectionContext, where: str, ks: Iterable[int]) -> None:
+    s = _score(strategy, ctx, where)
+    assert not np.isinf(s).any(), f"{_who(strategy)}.score() returned an infinite score ({where})."
+    cand = set(ctx.ids.tolist())
+    for k in ks:
+        out = _select(strategy, ctx, k, where)
+        assert out.size == min(k, ctx.n) and len(set(out.tolist())) == out.size, (
+            f"{_who(strategy)}.select(ctx, k={k}) returned {out.size} ids ({len(set(out.tolist()))} distinct) for "
+            f"{ctx.n} candidates ({where}); it must return min(k, n) = {min(k, ctx.n)} distinct ids."
+        )
+        assert all(v in cand for v in out.tolist()), (
+            f"{_who(strategy)}.select(ctx, k={k}) returned ids that are not candidates ({where}): {_ids_text(out)}."
+        )
+
+
+def check_class_counts(strategy: Strategy, *, seed: int = 0) -> None:
+    """Works with two classes and with a hundred (k = 1, a few, n)."""
+    for n_classes, n, kind, ks in ((2, 20, "int", (1, 4, 20)), (2, 12, "str", (1, 12)), (100, 10, "int", (1, 10))):
+        where = f"C={n_classes}, {n} {kind} candidates"
+        ctx = conformance_context(n, n_classes=n_classes, id_kind=kind, n_samples=3, seed=seed)
+        _check_valid_selection(strategy, ctx, where, ks)
+
+
+def check_float32_and_float64(strategy: Strategy, *, seed: int = 0) -> None:
+    """The same data as float32 and as float64 (probs, embeddings, samples) both give valid selections."""
+    for dtype in (np.float32, np.float64):
+        where = f"{np.dtype(dtype).name} metadata, int ids"
+        ctx = conformance_context(30, n_classes=3, dtype=dtype, seed=seed)
+        _check_valid_selection(strategy, ctx, where, (1, 6, 30))
+
+
+def _engine_data(seed: int, n: int = 24, n_classes: int = 3) -> dict[str, Any]:
+    rng = np.random.default_rng([seed, 17])
+    samples = rng.dirichlet(np.full(n_classes, 0.7), size=(3, n))
+    probs = samples.mean(axis=0)
+    return {
+        "ids": np.arange(500, 500 + n, dtype=np.int64),
+        "probs": probs / probs.sum(axis=1, keepdims=True),
+        "embeddings": rng.normal(size=(n, 4)),
+        "samples": samples,
+        "labels": rng.integers(0, n_classes, size=4),
+        "classes": list(range(n_classes)),
+    }
+
+
+def check_engine_needs(strategy: Strategy, *, seed: int = 0) -> None:
+    """Through a real ``SelectionEngine``: works with everything shared; with a declared need missing, the engine
+    raises a clear :class:`AlloopError` (never an AttributeError or TypeError from inside the strategy)."""
+    from alloop.engine import SelectionEngine
+
+    data = _engine_data(seed)
+    needs = strategy.needs
+    labeled = data["ids"][:4]
+
+    def engine(share: frozenset[str] | None) -> SelectionEngine:
+        eng = SelectionEngine(strategy, seed=seed, classes=data["classes"])
+        eng.add_records(data["ids"])
+        eng.observe_labels(labeled, data["labels"])
+        if share is not None:
+            extra = {key: data[key] for key in ("embeddings", "samples") if key in share}
+            eng.ingest(Snapshot(ids=data["ids"], probs=data["probs"], **extra))
+        return eng
+
+    try:
+        sel = engine(frozenset({"embeddings", "samples"})).recommend(5)
+    except Exception as exc:
+        raise AssertionError(
+            f"SelectionEngine({_who(strategy)}).recommend(5) with probs, embeddings and samples shared crashed with "
+            f"{type(exc).__name__}: {exc}. The engine gives a strategy only what it declares in needs "
+            f"{sorted(needs)}; declare every metadata kind it reads."
+        ) from None
+    ok = sel.ids.size == 5 and len(set(sel.ids.tolist())) == 5 and not set(sel.ids.tolist()) & set(labeled.tolist())
+    assert ok, (
+        f"SelectionEngine({_who(strategy)}).recommend(5) with everything shared returned {_ids_text(sel.ids)}; "
+        "expected 5 distinct unlabeled ids."
     )
-    made = make_strategy(spec)
-    assert type(made) is cls and _same_params(made.get_params(), params), (
-        f"make_strategy({spec!r}) gave {made!r}, not {_who(strategy)}."
-    )
+    missing: list[tuple[str, frozenset[str] | None]] = []
+    if needs & {"probs", "embeddings", "samples", "history"}:
+        missing.append(("no snapshot ingested yet", None))
+    for kind in sorted(needs & {"embeddings", "samples"}):
+        missing.append((f"a snapshot without {kind}", frozenset({"embeddings", "samples"} - {kind})))
+    for what, share in missing:
+        eng = engine(share)
+        try:
+            eng.recommend(5)
+        except AlloopError:
+            continue
+        except Exception as exc:
+            raise AssertionError(
+                f"SelectionEngine({_who(strategy)}).recommend(5) after {what} crashed with {type(exc).__name__}: "
+                f"{exc}. Its needs {sorted(needs)} must list every metadata kind it reads, so that the engine "
+                "refuses with a clear error before calling it."
+            ) from None
+        raise AssertionError(
+            f"SelectionEngine({_who(strategy)}).recommend(5) after {what} did not raise, although the strategy "
+            f"declares needs {sorted(needs)}; the engine must refuse with a clear AlloopError."
+        )
 
 
 #: Every check, in the order they run.
@@ -521,10 +680,13 @@ CHECKS: tuple[Callable[..., None], ...] = (
     check_only_candidates,
     check_k_one,
     check_pool_smaller_than_k,
+    check_class_counts,
+    check_float32_and_float64,
     check_select_consistent_with_score,
     check_same_seed_same_result,
     check_no_global_randomness,
     check_inputs_not_mutated,
+    check_engine_needs,
 )
 _CHECK_NAMES = {c.__name__ for c in CHECKS}
 

@@ -165,12 +165,21 @@ class SelectionEngine:
             cand = cand[keep]
             probs = h.probs[cand]
             samples = snap.samples[:, [where[int(i)] for i in cand.tolist()]]
+        optional = getattr(strategy, "optional_needs", frozenset()) - needs
+        if "probs" in optional and probs is None and bool(h.seen[cand].all()):
+            probs = h.probs[cand]
+        if "embeddings" in optional and emb is None and h.embeddings is not None:
+            rows = h.embeddings[cand]
+            emb = None if np.isnan(rows).any() else rows
         labeled = self.pool.indices(RecordState.LABELED)
-        labeled_emb = None
+        labeled_emb = labeled_rows = None
         if emb is not None and h.embeddings is not None:
-            inside = labeled[labeled < h.capacity]
-            rows = h.embeddings[inside]
-            labeled_emb = rows[~np.isnan(rows).any(axis=1)] if rows.size else rows
+            rows = np.full((labeled.size, h.embeddings.shape[1]), np.nan, dtype=h.embeddings.dtype)
+            inside = labeled < h.capacity
+            rows[inside] = h.embeddings[labeled[inside]]
+            has = ~np.isnan(rows).any(axis=1) if rows.size else np.zeros(labeled.size, dtype=bool)
+            labeled_rows = np.flatnonzero(has)
+            labeled_emb = rows[has]
         return SelectionContext(
             ids=self.pool.ids_at(cand),
             index=cand,
@@ -181,31 +190,41 @@ class SelectionEngine:
             labeled_ids=self.pool.ids_at(labeled),
             labels=self.labels[labeled],
             labeled_embeddings=labeled_emb,
+            labeled_embedding_rows=labeled_rows,
             n_classes=None if self.classes is None else len(self.classes),
             seed=self.seed,
             loop=self.loop if loop is None else loop,
         )
+
+    @staticmethod
+    def _scores(strat: Strategy, ctx: SelectionContext) -> np.ndarray:
+        scores = np.asarray(strat.score(ctx), dtype=np.float64)
+        if scores.shape != (ctx.n,):
+            raise RuntimeError(f"Strategy {strat.spec!r} returned {scores.shape} scores for {ctx.n} candidates.")
+        return scores
 
     def recommend(self, k: int, *, strategy: str | Strategy | None = None, loop: int | None = None) -> Selection:
         """The ``k`` records to label next (the whole remaining pool if fewer are left)."""
         k = check_int(k, "k", "SelectionEngine.recommend", min=1)
         strat = self.strategy if strategy is None else make_strategy(strategy)
         ctx = self.context(strat, loop=loop)
-        scores = np.asarray(strat.score(ctx), dtype=np.float64)
-        if scores.shape != (ctx.n,):
-            raise RuntimeError(f"Strategy {strat.spec!r} returned {scores.shape} scores for {ctx.n} candidates.")
-        if type(strat).select is Strategy.select:  # plain top-k: reuse the scores, don't score twice
+        if type(strat).select is Strategy.select:  # plain top-k: score once, rank with the shared helper
+            scores = self._scores(strat, ctx)
             order = top_k(scores, k)
             ids, chosen_scores = ctx.ids[order], scores[order]
-        else:
-            ids = strat.select(ctx, k)
-            pos = self.pool.index_of(ids)
-            where = {int(i): j for j, i in enumerate(ctx.index.tolist())}
-            chosen_scores = scores[[where[int(i)] for i in pos.tolist()]]
+            how = "top {n} of {c} candidates by score"
+        else:  # batch-aware: its own select; per-record scores only where they are cheap (O(n))
+            ids = as_id_array(strat.select(ctx, k), f"{strat.spec}.select()")
+            chosen_scores = np.full(ids.size, np.nan)
+            if strat.cost == "O(n)":
+                scores = self._scores(strat, ctx)
+                where = {int(i): j for j, i in enumerate(ctx.index.tolist())}
+                chosen_scores = scores[[where[int(i)] for i in self.pool.index_of(ids).tolist()]]
+            how = "batch of {n} chosen jointly from {c} candidates"
         n_unlabeled = int(self.pool.mask(RecordState.UNLABELED).sum())
-        reason = f"{strat.spec}: top {ids.size} of {ctx.n} candidates by score"
+        reason = f"{strat.spec}: " + how.format(n=ids.size, c=ctx.n)
         if ctx.n < n_unlabeled:
             reason += f" ({n_unlabeled - ctx.n} unlabeled records lack the metadata it needs)"
-        if chosen_scores.size:
-            reason += f"; scores {chosen_scores.min():.4g}..{chosen_scores.max():.4g}"
+        if chosen_scores.size and not np.isnan(chosen_scores).all():
+            reason += f"; scores {np.nanmin(chosen_scores):.4g}..{np.nanmax(chosen_scores):.4g}"
         return Selection(ids=ids, scores=chosen_scores, strategy=strat.spec, reason=reason, loop=ctx.loop)

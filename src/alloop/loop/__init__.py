@@ -5,6 +5,7 @@ from alloop.loop._learner import FunctionLearner, Learner, SklearnLearner, Train
 from alloop.loop._remote import RemoteEngine
 from alloop.loop._sharing import SharingPolicy
 from alloop.loop.campaign import CRASH_POINTS, Campaign, CampaignResult, LoopReport, StepResult
+from alloop.loop.stream import StreamCampaign, StreamResult
 
 __all__ = [
     "CRASH_POINTS",
@@ -17,6 +18,8 @@ __all__ = [
     "SharingPolicy",
     "SklearnLearner",
     "StepResult",
+    "StreamCampaign",
+    "StreamResult",
     "TrainReport",
     "export_labels",
 ]

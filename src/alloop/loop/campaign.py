@@ -113,8 +113,24 @@ _CONFIG_FIELDS = (
 )
 
 
+_STREAM_ARGS = (
+    "strategy",
+    "budget",
+    "budget_manager",
+    "block_size",
+    "retrain_every",
+    "initial",
+    "seed",
+    "label_timeout",
+)
+
+
 class Campaign:
     """An active-learning campaign stored in ``directory``.
+
+    ``mode="pool"`` (default) ranks the remaining pool each loop. ``mode="stream"`` returns a
+    :class:`alloop.loop.stream.StreamCampaign` that decides record by record: ``Campaign(mode="stream",
+    learner=…, labeler=…, classes=…, strategy="stream-variable-uncertainty", budget=0.1).run(records)``.
 
     learner      the user's model (see :class:`alloop.loop.Learner`)
     labeler      a :class:`alloop.labeling.LabelProvider` (e.g. SimulatedOracle)
@@ -132,10 +148,27 @@ class Campaign:
     overwrite    start afresh in a directory that already holds a campaign
     """
 
+    def __new__(cls, *args: Any, mode: str = "pool", **kwargs: Any) -> Any:
+        if mode == "stream":
+            from alloop.loop.stream import StreamCampaign
+
+            unknown = sorted(set(kwargs) - {"learner", "labeler", "classes", *_STREAM_ARGS, "directory"})
+            if unknown or args:
+                raise ConfigError(
+                    f"Campaign(mode='stream') takes learner, labeler, classes and {', '.join(_STREAM_ARGS)}; "
+                    f"got {', '.join(unknown) or 'a positional directory'} as well."
+                )
+            kwargs.pop("directory", None)
+            return StreamCampaign(kwargs.pop("learner"), kwargs.pop("labeler"), kwargs.pop("classes"), **kwargs)
+        if mode != "pool":
+            raise ConfigError(f"The 'mode' parameter of Campaign must be 'pool' or 'stream'. Got {mode!r}.")
+        return super().__new__(cls)
+
     def __init__(
         self,
         directory: str | os.PathLike[str],
         *,
+        mode: str = "pool",
         learner: Learner,
         labeler: LabelProvider,
         classes: Sequence[Any],
@@ -685,7 +718,11 @@ class Campaign:
     def _infer(self, loop: int) -> StepResult:
         if not self._model_ready:  # resumed after a crash: the model lived in the killed process
             self._fit(warm=False)
-        ids = self.engine.pool.ids(RecordState.UNLABELED)
+        pool = self.engine.pool
+        if loop == 0:  # the initial set too, once, so diversity strategies know where the labeled records lie
+            ids = pool.ids_at(np.flatnonzero(pool.mask(RecordState.UNLABELED) | pool.mask(RecordState.LABELED)))
+        else:
+            ids = pool.ids(RecordState.UNLABELED)
         t0 = time.process_time()
         snap = None
         if ids.size:

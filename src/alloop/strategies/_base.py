@@ -35,6 +35,7 @@ class SelectionContext:
     history      per-record history features (name -> (n,) array) or None
     labeled_ids, labels   what has been labeled so far (labels as class positions)
     labeled_embeddings    (m, D) embeddings of the labeled records that have one (with ``embeddings``)
+    labeled_embedding_rows  (m,) positions in ``labeled_ids``/``labels`` of those rows
     n_classes    number of classes, when known
     seed, loop   for randomness: use :meth:`rng`, never global state
     """
@@ -48,6 +49,7 @@ class SelectionContext:
     labeled_ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     labels: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     labeled_embeddings: np.ndarray | None = None
+    labeled_embedding_rows: np.ndarray | None = None
     n_classes: int | None = None
     seed: int = 0
     loop: int = 0
@@ -63,6 +65,13 @@ class SelectionContext:
             if getattr(self, name) is not None:
                 have.add(name)
         return frozenset(have)
+
+    @property
+    def labels_for_embeddings(self) -> np.ndarray:
+        """``labels`` lined up with ``labeled_embeddings`` (labeled records without an embedding left out)."""
+        if self.labeled_embedding_rows is None:
+            return self.labels
+        return self.labels[self.labeled_embedding_rows]
 
     def rng(self, seed: int | None = None) -> np.random.Generator:
         """A generator determined by the seed and the loop (same seed, same loop → same draws)."""
@@ -80,6 +89,8 @@ class Strategy:
     name: ClassVar[str] = ""
     kind: ClassVar[str] = "pool"
     needs: ClassVar[frozenset[str]] = frozenset()
+    #: metadata used when available but not required (the engine passes it only if every candidate has it)
+    optional_needs: ClassVar[frozenset[str]] = frozenset()
     task_types: ClassVar[frozenset[str]] = frozenset({"classification"})
     family: ClassVar[str] = ""
     batch_aware: ClassVar[bool] = False

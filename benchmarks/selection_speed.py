@@ -1,0 +1,175 @@
+"""Selection at memory speed: alloop.select next to probs.sum() and a straightforward numpy version.
+
+For N rows x 10 classes of float32 probabilities already in memory, and k = 100 and k = 1 % of N, times
+(median of several repeats of the thread's CPU time, all columns measured side by side in the same
+rounds; wall-clock medians are recorded too):
+
+* ``sum``    ``probs.sum()``, the read-once floor;
+* ``select`` ``alloop.select(probs, k, strategy)`` (the fused, chunked, validating pass);
+* ``numpy``  scores with ``np.partition`` / ``np.log`` on the whole matrix, then ``np.argpartition`` + sort;
+* ``skactiveml`` ``uncertainty_scores`` + ``simple_batch`` when scikit-activeml is installed (skipped otherwise).
+
+Usage::
+
+    .venv/bin/python benchmarks/selection_speed.py           # N = 1e4 .. 1e7 (~4 min)
+    .venv/bin/python benchmarks/selection_speed.py --quick   # N = 1e4 .. 1e5
+
+Writes ``benchmarks/results/selection_speed.json``. Exit status 0 always: targets are reported, not enforced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from alloop._select import _kernels, select
+
+STRATEGIES = ("least-confidence", "margin", "ratio", "entropy")
+TARGET_VS_SUM = {"least-confidence": 3.0, "margin": 3.0, "ratio": 3.0, "entropy": 6.0}
+TARGET_VS_NUMPY = 5.0
+
+
+def numpy_select(probs: np.ndarray, k: int, strategy: str) -> np.ndarray:
+    """The straightforward version: whole-matrix scores, then argpartition and a sort of the k best."""
+    c = probs.shape[1]
+    if strategy == "entropy":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scores = -np.sum(np.where(probs > 0, probs * np.log(probs), 0.0), axis=1)
+    elif strategy == "least-confidence":
+        scores = 1.0 - np.partition(probs, c - 1, axis=1)[:, -1]
+    else:
+        part = np.partition(probs, c - 2, axis=1)
+        scores = part[:, -2] - part[:, -1] if strategy == "margin" else part[:, -2] / part[:, -1]
+    top = np.argpartition(-scores, k - 1)[:k]
+    return top[np.argsort(-scores[top], kind="stable")]
+
+
+def skactiveml_select(probs: np.ndarray, k: int, strategy: str) -> np.ndarray | None:
+    try:
+        from skactiveml.pool._uncertainty_sampling import uncertainty_scores
+        from skactiveml.utils import simple_batch
+    except ImportError:
+        return None
+    method = {"least-confidence": "least_confident", "margin": "margin_sampling", "entropy": "entropy"}.get(strategy)
+    if method is None:
+        return None
+    scores = uncertainty_scores(probs, method=method)
+    return simple_batch(scores, batch_size=k, random_state=0)
+
+
+def _time(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this thread): on a shared machine the CPU time is not inflated by
+    waiting for a core, so the ratios are computed from it; both are recorded."""
+    c0, t0 = time.thread_time(), time.perf_counter()
+    fn()
+    return time.perf_counter() - t0, time.thread_time() - c0
+
+
+def make_probs(n: int, n_classes: int = 10, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    p = np.empty((n, n_classes), dtype=np.float32)
+    step = 1_000_000
+    for s in range(0, n, step):  # in slices, so the float64 temporaries stay small
+        block = rng.dirichlet(np.ones(n_classes), size=min(step, n - s))
+        p[s : s + block.shape[0]] = block
+    return p
+
+
+def run(sizes: list[int], repeats: int) -> dict:
+    try:
+        import skactiveml  # noqa: F401
+
+        have_skal = True
+    except ImportError:
+        have_skal = False
+    rows = []
+    for n in sizes:
+        probs = make_probs(n)
+        for k in sorted({100, max(1, n // 100)}):
+            for strategy in STRATEGIES:
+                cols: dict[str, list[tuple[float, float]]] = {c: [] for c in ("sum", "select", "numpy", "skactiveml")}
+                runs: dict[str, Callable[[], object]] = {
+                    "sum": probs.sum,
+                    "select": functools.partial(select, probs, k, strategy),
+                    "numpy": functools.partial(numpy_select, probs, k, strategy),
+                }
+                if have_skal and strategy != "ratio":
+                    runs["skactiveml"] = functools.partial(skactiveml_select, probs, k, strategy)
+                runs["select"]()  # warm-up (compiles the kernels once)
+                for _ in range(repeats):  # side by side: every column in every round
+                    for name, fn in runs.items():
+                        cols[name].append(_time(fn))
+                med = {name: statistics.median(c for _, c in v) for name, v in cols.items() if v}
+                wall = {name: statistics.median(w for w, _ in v) for name, v in cols.items() if v}
+                row = {
+                    "n": n,
+                    "k": k,
+                    "strategy": strategy,
+                    "median_s": med,
+                    "median_wall_s": wall,
+                    "select_over_sum": med["select"] / med["sum"],
+                    "numpy_over_select": med["numpy"] / med["select"],
+                }
+                if "skactiveml" in med:
+                    row["skactiveml_over_select"] = med["skactiveml"] / med["select"]
+                rows.append(row)
+                print(_format_row(row), flush=True)
+    return {"rows": rows, "skactiveml": have_skal}
+
+
+def _format_row(row: dict) -> str:
+    skal = f"{row['skactiveml_over_select']:.1f}x" if "skactiveml_over_select" in row else "—"
+    return (
+        f"| {row['n']:.0e} | {row['k']} | {row['strategy']} | {row['median_s']['sum'] * 1e3:.1f} | "
+        f"{row['median_s']['select'] * 1e3:.1f} | {row['median_s']['numpy'] * 1e3:.1f} | "
+        f"{row['select_over_sum']:.1f}x | {row['numpy_over_select']:.1f}x | {skal} |"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="N = 1e4 and 1e5 only")
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args(argv)
+    sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000, 10_000_000]
+    print("| N | k | strategy | sum ms | select ms | numpy ms | select/sum | numpy/select | skactiveml/select |")
+    print("| (CPU time medians) | | | | | | | | |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    result = run(sizes, args.repeats)
+    result.update(
+        command="python benchmarks/selection_speed.py" + (" --quick" if args.quick else ""),
+        compiled=_kernels() is not None,
+        repeats=args.repeats,
+        python=sys.version.split()[0],
+        numpy=np.__version__,
+        machine=platform.machine(),
+        cpus=os.cpu_count(),
+        load_average=os.getloadavg(),
+        date=time.strftime("%Y-%m-%d"),
+    )
+    big = [r for r in result["rows"] if r["n"] == max(sizes)]
+    print(f"\nTargets at N = {max(sizes):.0e} (select/sum within 3x, entropy 6x; numpy/select >= 5x):")
+    for r in big:
+        ok_sum = r["select_over_sum"] <= TARGET_VS_SUM[r["strategy"]]
+        ok_np = r["numpy_over_select"] >= TARGET_VS_NUMPY
+        print(f"  k={r['k']:<7} {r['strategy']:<17} vs sum: {'met' if ok_sum else 'NOT met'}; "
+              f"vs numpy: {'met' if ok_np else 'NOT met'}")
+    out = Path(__file__).parent / "results" / "selection_speed.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
