@@ -233,3 +233,10 @@ def test_engine_and_toml_style_specs_work_end_to_end():
     assert sel.strategy == "top(margin, 2k) >> random(seed=1)"
     # the prefilter keeps the 4 records closest to 0.5 (ids 3..6); random picks 2 of them
     assert set(sel.ids.tolist()) <= {3, 4, 5, 6} and sel.ids.size == 2
+
+
+@pytest.mark.parametrize("spec", ["é", "margin²", "²", "margin + é", "ªmargin"])
+def test_non_ascii_characters_are_a_config_error_not_a_crash(spec):
+    # found by fuzzing the service's API (tests/test_api_fuzz.py): str.isalpha() accepts non-ASCII letters
+    with pytest.raises(ConfigError, match="unexpected character"):
+        make_strategy(spec)

@@ -64,7 +64,7 @@ def tokenize(spec: str) -> list[Token]:
         if c.isspace():
             i += 1
             continue
-        if c.isalpha() or c == "_":
+        if c.isascii() and (c.isalpha() or c == "_"):  # str.isalpha() also accepts non-ASCII letters
             m = _NAME.match(spec, i)
             assert m is not None
             out.append(Token("NAME", m.group(), i))
@@ -77,7 +77,7 @@ def tokenize(spec: str) -> list[Token]:
                 out.append(Token("ARGS", spec[j : end + 1], j))
                 i = end + 1
             continue
-        if c.isdigit() or (c == "." and i + 1 < n and spec[i + 1].isdigit()):
+        if c in "0123456789" or (c == "." and i + 1 < n and spec[i + 1] in "0123456789"):
             m = _NUMBER.match(spec, i)
             assert m is not None
             end = m.end()
