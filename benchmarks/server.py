@@ -1,0 +1,111 @@
+"""Engine service throughput: snapshot ingest and recommendation latency, next to the embedded engine.
+
+    .venv/bin/python benchmarks/server.py [--n 1000000] [--classes 10] [--requests 30] [--backends sqlite,postgres]
+
+For each backend a real `alloop serve` process is started on 127.0.0.1 (PostgreSQL: a throwaway cluster);
+a RemoteEngine registers n record ids, uploads one INFER pass (n x C float32) as Arrow IPC chunks and
+commits it; then asks for k=100 recommendations repeatedly. The embedded SelectionEngine does the same
+work in-process, side by side, so the table reports ratios. Writes benchmarks/results/server.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from tempfile import mkdtemp
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from alloop import SelectionEngine, Snapshot  # noqa: E402
+from alloop.loop import RemoteEngine  # noqa: E402
+from tests.server_util import ADMIN, Server  # noqa: E402
+
+
+def _snapshot(n: int, c: int) -> Snapshot:
+    rng = np.random.default_rng(0)
+    p = rng.random((n, c), dtype=np.float32)
+    p /= p.sum(axis=1, keepdims=True)
+    return Snapshot(ids=np.arange(n, dtype=np.int64), probs=p)
+
+
+def embedded(snap: Snapshot, requests: int) -> dict[str, float]:
+    eng = SelectionEngine("margin", classes=list(range(snap.n_classes)))
+    t0 = time.perf_counter()
+    eng.add_records(snap.ids)
+    t_reg = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    eng.ingest(snap, loop=0)
+    t_ing = time.perf_counter() - t0
+    lat = []
+    for r in range(requests):
+        t0 = time.perf_counter()
+        eng.recommend(100, loop=1 + r)
+        lat.append(time.perf_counter() - t0)
+    return {"register_s": t_reg, "ingest_s": t_ing, "p50_s": float(np.median(lat)), "p99_s": float(np.quantile(lat, 0.99))}
+
+
+def remote(snap: Snapshot, requests: int, db_url: str | None) -> dict[str, float]:
+    srv = Server(Path(mkdtemp(prefix="alloop-bench-")), db_url=db_url).start()
+    try:
+        eng = RemoteEngine(srv.url, ADMIN, classes=list(range(snap.n_classes)), chunk_rows=250_000)
+        t0 = time.perf_counter()
+        eng.add_records(snap.ids)
+        t_reg = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        eng.ingest(snap, loop=0)
+        t_ing = time.perf_counter() - t0
+        lat = []
+        for r in range(requests):
+            t0 = time.perf_counter()
+            eng.recommend(100, loop=1 + r)
+            lat.append(time.perf_counter() - t0)
+        eng.close()
+        return {"register_s": t_reg, "ingest_s": t_ing, "p50_s": float(np.median(lat)), "p99_s": float(np.quantile(lat, 0.99))}
+    finally:
+        srv.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--requests", type=int, default=30)
+    ap.add_argument("--backends", default="sqlite,postgres")
+    args = ap.parse_args()
+    snap = _snapshot(args.n, args.classes)
+    rows = {"embedded": embedded(snap, args.requests)}
+    cluster = None
+    try:
+        for backend in args.backends.split(","):
+            url = None
+            if backend == "postgres":
+                from tests.pg_util import PostgresCluster
+
+                cluster = PostgresCluster().start()
+                url = cluster.create_database("bench")
+            rows[backend] = remote(snap, args.requests, url)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    base = rows["embedded"]
+    print(f"n = {args.n:,} records x {args.classes} classes (float32), k = 100, {args.requests} requests")
+    print(f"{'engine':<10} {'ingest rec/s':>14} {'ingest x emb':>13} {'rec p50 ms':>11} {'rec p99 ms':>11} {'p50 x emb':>10}")
+    for name, r in rows.items():
+        rate = args.n / r["ingest_s"]
+        print(
+            f"{name:<10} {rate:>14,.0f} {r['ingest_s'] / base['ingest_s']:>13.2f} {1e3 * r['p50_s']:>11.1f} "
+            f"{1e3 * r['p99_s']:>11.1f} {r['p50_s'] / base['p50_s']:>10.2f}"
+        )
+    out = ROOT / "benchmarks" / "results" / "server.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"args": vars(args), "results": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
