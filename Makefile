@@ -4,13 +4,13 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench lint venv clean services
+.PHONY: demo test bench lint venv clean services browser
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed: install it and retry (or: make PYTHON=python3 ...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,server,postgres,fast]'
+	$(PY) -m pip install --quiet -e '.[dev,server,postgres,fast,torch,text]'
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 venv: $(STAMP)
@@ -24,7 +24,13 @@ services:
 	  { echo "installing PostgreSQL (Debian package) for the tests"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
-test: $(STAMP) services
+# Debian's Chromium for the browser tests (Playwright drives /usr/bin/chromium; no browser download)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || \
+	  echo "could not install chromium (needs root and apt): tests/test_pages_browser.py will be skipped"; }
+
+test: $(STAMP) services browser
 	$(PY) -m pytest
 
 bench: $(STAMP)

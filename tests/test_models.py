@@ -121,3 +121,63 @@ def test_metrics_reject_mismatched_shapes_and_unknown_labels():
         classification_metrics(np.array([0]), np.array([[1.0, 0.0]]), [0, 1, 2])
     with pytest.raises(DataError, match="'y_true'"):
         classification_metrics(np.array([5]), np.array([[1.0, 0.0]]), [0, 1])
+
+
+def test_every_model_says_its_data_extra_and_metadata():
+    from alloop.models import model_info
+
+    for info in MODELS.values():
+        assert info.data in ("tabular", "image", "text")
+        assert info.extra in (None, "torch", "text")
+        assert "probs" in info.metadata and set(info.metadata) <= {"probs", "embeddings", "samples", "dynamics"}
+        assert model_info(info.name) is info
+    assert {"mlp", "cnn", "minilm", "ensemble", "naive-bayes-text"} <= set(MODELS)
+    assert model_info("mlp").metadata == ("probs", "embeddings", "samples", "dynamics")
+    assert model_info("ensemble(knn, k=3)").min_labels == 5
+    with pytest.raises(ConfigError, match="takes no arguments"):
+        model_info("mlp(k=3)")
+    with pytest.raises(ConfigError, match="cannot wrap another ensemble"):
+        model_info("ensemble(ensemble)")
+
+
+def test_importing_the_library_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import alloop, alloop.models, alloop.datasets, alloop.loop._torch, sys; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_ensemble_of_a_deterministic_model_differs_by_bootstrap():
+    from alloop.datasets import load_dataset
+
+    ds = load_dataset("iris")
+    est = build_model("ensemble(logreg, k=4)", seed=2).fit(ds.X[::3], ds.y[::3])
+    s = est.predict_samples(ds.X)
+    assert s.shape == (4, 150, 3) and not np.allclose(s[0], s[1])
+    again = build_model("ensemble(logreg, k=4)", seed=2).fit(ds.X[::3], ds.y[::3]).predict_samples(ds.X)
+    np.testing.assert_array_equal(s, again)
+
+
+def test_models_command_lists_every_model_as_json_and_as_a_table():
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from alloop._cli_models import models_command
+
+    app = typer.Typer()
+    app.command("models")(models_command)
+    app.command("other")(lambda: None)  # two commands, so "models" is addressed by name as in alloop's CLI
+    runner = CliRunner()
+    res = runner.invoke(app, ["models", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    assert [r["name"] for r in rows] == list(MODELS)
+    mlp = next(r for r in rows if r["name"] == "mlp")
+    assert mlp["data"] == "tabular" and mlp["extra"] == "torch" and "samples" in mlp["metadata"]
+    assert set(rows[0]) == {"name", "description", "data", "extra", "metadata", "min_labels", "installed"}
+    table = runner.invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "minilm" in table.output and "cnn" in table.output

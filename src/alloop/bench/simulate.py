@@ -33,7 +33,7 @@ from alloop.datasets import Dataset, load_dataset
 from alloop.engine import SelectionEngine
 from alloop.errors import ConfigError, DataError
 from alloop.metadata import Snapshot
-from alloop.models import MODELS, build_model, predict_proba_full
+from alloop.models import build_model, model_info, predict_proba_full
 from alloop.records import RecordState
 from alloop.strategies import make_strategy
 
@@ -261,7 +261,7 @@ def simulate(
         build_model(model)
     except ConfigError as exc:
         raise ConfigError(f"The 'model' parameter of {OWNER} is invalid: {exc}") from None
-    min_labels = MODELS[model].min_labels
+    min_labels = model_info(model).min_labels
     if initial < min_labels:
         raise ConfigError(
             f"The 'initial' parameter of {OWNER} must be an int >= {min_labels} for model {model!r}, "

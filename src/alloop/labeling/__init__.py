@@ -47,6 +47,7 @@ from alloop.labeling.weak import (
     lf_analysis,
     weak_label_events,
 )
+from alloop.labeling.web import LabelingService, WebHumanProvider
 
 __all__ = [
     "ABSTAIN",
@@ -73,6 +74,7 @@ __all__ = [
     "LabelEvent",
     "labeling_function",
     "LabelingFunction",
+    "LabelingService",
     "LabelModel",
     "LabelProvider",
     "LabelStudioProvider",
@@ -96,6 +98,7 @@ __all__ = [
     "ThresholdChoice",
     "verify_signature",
     "weak_label_events",
+    "WebHumanProvider",
     "WebhookProvider",
     "wilson_lower",
 ]

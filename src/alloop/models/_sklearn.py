@@ -1,24 +1,15 @@
-"""Built-in scikit-learn models, by name.
-
->>> est = build_model("random-forest", seed=3)
->>> est.get_params()["random_state"]
-3
->>> build_model("logreg").__class__.__name__
-'Pipeline'
-"""
+"""Factories of the built-in scikit-learn models, and full-class probabilities."""
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from alloop.errors import ConfigError, DataError
+from alloop.errors import DataError
 
-__all__ = ["MODELS", "ModelInfo", "build_model", "list_models", "predict_proba_full"]
+__all__ = ["predict_proba_full"]
 
 
 def _logreg(seed: int) -> Any:
@@ -64,48 +55,19 @@ def _naive_bayes(seed: int) -> Any:
     return GaussianNB()
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """A built-in model: registry name, one-line description, factory ``seed -> estimator``.
-
-    ``min_labels`` is the fewest labeled records it can be fit on (5 neighbours, 5 calibration folds).
-    """
-
-    name: str
-    description: str
-    factory: Callable[[int], Any]
-    min_labels: int = 1
+def _texts_column(X: Any) -> Any:
+    """The texts of an ``(n, 1)`` text column (or a 1-D array of texts) as a 1-D array."""
+    arr = np.asarray(X, dtype=object)
+    return arr[:, 0] if arr.ndim == 2 else arr
 
 
-MODELS: dict[str, ModelInfo] = {
-    m.name: m
-    for m in (
-        ModelInfo("logreg", "Standardised logistic regression (max_iter=1000).", _logreg),
-        ModelInfo("svm-rbf", "Standardised RBF SVM with sigmoid-calibrated probabilities (5-fold CV).", _svm_rbf, 5),
-        ModelInfo("random-forest", "Random forest of 100 trees (random_state=seed).", _random_forest),
-        ModelInfo("knn", "Standardised 5-nearest-neighbours.", _knn, 5),
-        ModelInfo("gradient-boosting", "Histogram gradient boosting (random_state=seed).", _gradient_boosting),
-        ModelInfo("naive-bayes", "Gaussian naive Bayes.", _naive_bayes),
-    )
-}
+def _naive_bayes_text(seed: int) -> Any:
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.naive_bayes import MultinomialNB
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
 
-
-def list_models() -> list[tuple[str, str]]:
-    """``(name, description)`` of every built-in model, in registry order."""
-    return [(m.name, m.description) for m in MODELS.values()]
-
-
-def build_model(name: str, seed: int = 0) -> Any:
-    """A fresh, unfitted scikit-learn estimator for the built-in model ``name``."""
-    from alloop._validation import check_int
-
-    seed = check_int(seed, "seed", "build_model", min=0)
-    info = MODELS.get(name) if isinstance(name, str) else None
-    if info is None:
-        close = difflib.get_close_matches(str(name), list(MODELS), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"Unknown model {name!r}.{hint} The built-in models are: {', '.join(MODELS)}.")
-    return info.factory(seed)
+    return make_pipeline(FunctionTransformer(_texts_column), CountVectorizer(), MultinomialNB())
 
 
 def predict_proba_full(estimator: Any, X: Any, classes: Sequence[Any] | np.ndarray) -> np.ndarray:

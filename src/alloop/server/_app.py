@@ -255,9 +255,13 @@ def create_app(service: EngineService, settings: Settings) -> Any:
             for n, c in all_strategies().items()
         ]
 
+    from alloop.server._annotate import register_routes
+
+    labeling = register_routes(app, service, settings)
     return Guard(
         app,
         project_for_key=service.project_for_key,
         admin_token=settings.admin_token,
         max_body_bytes=settings.max_body_bytes,
+        annotator_for_token=labeling.annotator_for_token,
     ), app

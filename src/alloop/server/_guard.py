@@ -3,6 +3,8 @@
 * ``/v1/projects/{pid}/…`` needs that project's key (or the admin token): 401 without valid credentials,
   403 with a valid key of another project;
 * ``/v1/projects`` (create, list) needs the admin token; ``/v1/strategies`` any valid credential;
+* ``/v1/annotate/…`` needs an annotator token (``annotator_for_token``): 401 without a valid one, 403 for a
+  project key or the admin token; the route sees ``state["project"]`` and ``state["annotator"]``;
 * bodies larger than the limit get 413, whether or not they declare a Content-Length.
 """
 
@@ -37,11 +39,13 @@ class Guard:
         project_for_key: Callable[[str], str | None],
         admin_token: str | None,
         max_body_bytes: int,
+        annotator_for_token: Callable[[str], tuple[str, str] | None] | None = None,
     ) -> None:
         self.app = app
         self.project_for_key = project_for_key
         self.admin_token = admin_token
         self.max_body_bytes = max_body_bytes
+        self.annotator_for_token = annotator_for_token
 
     def _is_admin(self, token: str) -> bool:
         return self.admin_token is not None and hmac.compare_digest(token.encode(), self.admin_token.encode())
@@ -57,8 +61,20 @@ class Guard:
         if not token:
             await _reply(send, 401, "Missing credentials: send 'Authorization: Bearer <project key or admin token>'.")
             return
-        admin = self._is_admin(token)
-        project = None if admin else self.project_for_key(token)
+        annotator: str | None = None
+        project: str | None = None
+        if parts[:2] == ["v1", "annotate"]:
+            who = None if self.annotator_for_token is None else self.annotator_for_token(token)
+            if who is None:
+                if self._is_admin(token) or self.project_for_key(token) is not None:
+                    await _reply(send, 403, "The labeling API needs an annotator token; the project owner issues one.")
+                else:
+                    await _reply(send, 401, "Invalid credentials: the token is not an annotator token.")
+                return
+            admin, project, annotator = False, who[0], who[1]
+        else:
+            admin = self._is_admin(token)
+            project = None if admin else self.project_for_key(token)
         if not admin and project is None:
             await _reply(send, 401, "Invalid credentials: the token is not a project key or the admin token.")
             return
@@ -89,6 +105,7 @@ class Guard:
 
         scope.setdefault("state", {})["project"] = project
         scope["state"]["admin"] = admin
+        scope["state"]["annotator"] = annotator
         try:
             await self.app(scope, capped, send)
         except _TooLarge:

@@ -1,0 +1,41 @@
+"""Compute-saving active learning: warm start, candidate reduction, inference skipping, compute accounting.
+
+>>> from alloop.compute import subsample_size
+>>> subsample_size(0.01, 0.99)
+459
+"""
+
+from alloop.compute._accounting import FIELDS, savings_report
+from alloop.compute._candidates import (
+    BACKENDS,
+    NeighbourIndex,
+    ProxyLearner,
+    SealsIndex,
+    best_backend,
+    subsample_guarantee,
+    subsample_size,
+)
+from alloop.compute._skip import InferencePolicy, plan_inference
+from alloop.compute._torch import fresh_like, shrink_perturb, shrink_perturb_state
+from alloop.compute._warm import WarmStartLearner, WarmStartPolicy, choose_mode, replay_sample
+
+__all__ = [
+    "BACKENDS",
+    "FIELDS",
+    "InferencePolicy",
+    "NeighbourIndex",
+    "ProxyLearner",
+    "SealsIndex",
+    "WarmStartLearner",
+    "WarmStartPolicy",
+    "best_backend",
+    "choose_mode",
+    "fresh_like",
+    "plan_inference",
+    "replay_sample",
+    "savings_report",
+    "shrink_perturb",
+    "shrink_perturb_state",
+    "subsample_guarantee",
+    "subsample_size",
+]
