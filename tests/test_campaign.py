@@ -295,3 +295,30 @@ def test_stream_mode_dispatches_to_stream_campaign():
         Campaign(mode="batch", learner=learner, labeler=None, classes=[0, 1])
     with pytest.raises(ConfigError, match="batch_size"):
         Campaign(mode="stream", learner=learner, labeler=None, classes=[0, 1], batch_size=5)
+
+
+def test_stop_when_a_criterion_fires_and_resume_agrees(tmp_path):
+    camp, learner, oracle = make(tmp_path, budget=None, max_loops=30, stop_when=["max-uncertainty"])
+    result = camp.run()
+    assert result.stop_reason == "stop:max-uncertainty"
+    fired_at = camp._monitor.fired["max-uncertainty"]
+    assert max(camp.metrics()) == fired_at < 30
+    again = Campaign.resume(tmp_path / "c", learner=learner, labeler=oracle)
+    assert again.stop_reason() == "stop:max-uncertainty" and again._monitor.fired == camp._monitor.fired
+    with pytest.raises(ConfigError, match="stop_when"):
+        make(tmp_path / "x", stop_when=["when-tired"])
+
+
+def test_compute_saving_skips_inference_and_warm_starts(tmp_path):
+    full, _, _ = make(tmp_path / "full", budget=None, max_loops=12, batch_size=2)
+    full.run()
+    saving, _, _ = make(tmp_path / "save", budget=None, max_loops=12, batch_size=2, compute_saving=True)
+    saving.run()
+    inferred_full = sum(c["records_inferred"] for c in full.compute().values())
+    inferred_save = sum(c["records_inferred"] for c in saving.compute().values())
+    assert inferred_save < inferred_full  # stable, confident records were not re-inferred every loop
+    modes = [row["train_mode"] for row in saving.loops()]
+    assert modes[0] == "full" and {"warm", "incremental"} & set(modes)
+    # the saving campaign still learns: within a few points of full retraining at the end
+    last = max(full.metrics())
+    assert saving.metrics()[last]["accuracy"] >= full.metrics()[last]["accuracy"] - 0.1

@@ -110,6 +110,8 @@ _CONFIG_FIELDS = (
     "seed",
     "label_timeout",
     "review_mode",
+    "stop_when",
+    "compute_saving",
 )
 
 
@@ -145,6 +147,10 @@ class Campaign:
     review       ``fn(proposed: Selection) -> ids`` to edit each batch, or ``"file"`` to stop and
                  write ``review/loop-NNNN.csv`` for a person to edit (read back on resume)
     label_timeout seconds after which a partial batch is trained on (the rest stay pending)
+    stop_when    stopping criteria (names from ``alloop.engine.stopping.CRITERIA``) that end the campaign
+                 when they fire, e.g. ``["stabilizing-predictions"]``; ``alloop report`` shows them all
+    compute_saving  warm-start/incremental training between periodic full retrains and inference only
+                 where it can change the decision (see docs/compute.md); TrainReport.mode says what ran
     overwrite    start afresh in a directory that already holds a campaign
     """
 
@@ -188,6 +194,8 @@ class Campaign:
         engine: str | None = None,
         token: str | None = None,
         sharing: SharingPolicy | None = None,
+        stop_when: Any = None,
+        compute_saving: bool = False,
     ) -> None:
         owner = "Campaign"
         config = {
@@ -201,6 +209,8 @@ class Campaign:
             "seed": check_int(seed, "seed", owner, min=0),
             "label_timeout": check_float(label_timeout, "label_timeout", owner, low=0.0, allow_none=True),
             "review_mode": REVIEW_FILE if review == REVIEW_FILE else None,
+            "stop_when": self._check_stop_when(stop_when),
+            "compute_saving": bool(compute_saving),
         }
         if review is not None and review != REVIEW_FILE and not callable(review):
             raise ConfigError("The 'review' parameter of Campaign must be a function, 'file' or None. Got {review!r}.")
@@ -281,6 +291,20 @@ class Campaign:
         return out
 
     @staticmethod
+    def _check_stop_when(stop_when: Any) -> list[str] | None:
+        if stop_when is None:
+            return None
+        from alloop.engine.stopping import CRITERIA
+
+        names = [stop_when] if isinstance(stop_when, str) else list(stop_when)
+        unknown = [n for n in names if n not in CRITERIA]
+        if unknown or not names:
+            raise ConfigError(
+                f"The 'stop_when' parameter of Campaign must name criteria from {CRITERIA}. Got {stop_when!r}."
+            )
+        return names
+
+    @staticmethod
     def _check_target(target: Mapping[str, float] | None) -> dict[str, float] | None:
         if target is None:
             return None
@@ -306,6 +330,19 @@ class Campaign:
         self.review_fn = review
         self.config = {k: store.get_meta(k) for k in _CONFIG_FIELDS}
         self.config["initial_ids"] = store.get_meta("initial_ids")
+        self._inference_policy: Any = None
+        if self.config.get("compute_saving"):
+            from alloop.compute import InferencePolicy, WarmStartLearner, WarmStartPolicy
+
+            if not isinstance(learner, WarmStartLearner):
+                self.learner = WarmStartLearner(learner, WarmStartPolicy())
+            if hasattr(engine, "history"):  # inference skipping needs the engine's History (embedded engine)
+                self._inference_policy = InferencePolicy()
+        self._monitor: Any = None
+        if self.config.get("stop_when"):
+            from alloop.engine.stopping import StopMonitor
+
+            self._monitor = StopMonitor(budget=self.config["budget"], seed=self.config["seed"])
         self._model_ready = False
         self._requested = False
         self._loop_started = time.perf_counter()
@@ -363,6 +400,9 @@ class Campaign:
             engine.sync(snapshots)
         self = cls.__new__(cls)
         self._attach(store, engine, learner, labeler, review)
+        if self._monitor is not None:  # the monitor is a deterministic function of the stored loops
+            for loop in sorted(snapshots):
+                self._watch(loop, Snapshot.from_parquet(snapshots[loop]))
         return self
 
     # ---- inspection ------------------------------------------------------------------------------
@@ -411,7 +451,28 @@ class Campaign:
                 return "target"
         if not self.engine.pool.mask(RecordState.UNLABELED).any():
             return "pool_exhausted"
+        if self._monitor is not None:
+            fired = [name for name in self.config["stop_when"] if name in self._monitor.fired]
+            if fired:
+                return f"stop:{fired[0]}"
         return None
+
+    def _watch(self, loop: int, snap: Snapshot) -> None:
+        """Feed the stopping monitor the predictions on records still unlabeled at ``loop``."""
+        if self._monitor is None:
+            return
+        labeled_by_then = {
+            r["idx"] for r in self.store.labels() if r["loop"] <= loop
+        }  # records labeled in this loop or before
+        idx = self.engine.pool.index_of(snap.ids)
+        keep = np.array([int(i) not in labeled_by_then for i in idx.tolist()], dtype=bool)
+        self._monitor.update(
+            loop,
+            ids=snap.ids[keep],
+            probs=snap.probs[keep],
+            metrics=self.metrics().get(loop),
+            n_labeled=float(len(labeled_by_then)),
+        )
 
     # ---- the state machine ------------------------------------------------------------------------
     def step(self) -> StepResult:
@@ -722,7 +783,17 @@ class Campaign:
         if loop == 0:  # the initial set too, once, so diversity strategies know where the labeled records lie
             ids = pool.ids_at(np.flatnonzero(pool.mask(RecordState.UNLABELED) | pool.mask(RecordState.LABELED)))
         else:
-            ids = pool.ids(RecordState.UNLABELED)
+            idx = pool.indices(RecordState.UNLABELED)
+            if self._inference_policy is not None and idx.size:
+                from alloop.compute import plan_inference
+
+                h = self.engine.history
+                inside = idx < h.capacity
+                feats = h.features(np.where(inside, idx, 0))
+                feats["last_loop"] = np.where(inside, h.last_loop[np.where(inside, idx, 0)], -1).astype(np.float64)
+                feats["count"] = np.where(inside, feats["count"], 0.0)
+                idx = idx[plan_inference(feats, loop, self._inference_policy)]
+            ids = pool.ids_at(idx)
         t0 = time.process_time()
         snap = None
         if ids.size:
@@ -753,6 +824,7 @@ class Campaign:
             self.store.insert_values(conn, "compute", loop, comp)
         if snap is not None:
             self.engine.ingest(snap, loop=loop)
+            self._watch(loop, snap)
         _crash_point("infer", loop)
         return StepResult("infer", loop, detail=f"{ids.size} records")
 
