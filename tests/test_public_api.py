@@ -64,3 +64,16 @@ def test_testing_module_all_is_complete():
     checks = {name for name in testing.__all__ if name.startswith("check_") and name != "check_strategy"}
     assert checks == {c.__name__ for c in testing.CHECKS}
     assert alloop.__version__ == "0.1.0"
+
+
+def test_core_import_does_not_load_optional_extras():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, alloop, alloop.loop, alloop.labeling, alloop.models, alloop.strategies; "
+        "print(sorted(m for m in ('torch', 'fastapi', 'numba', 'dask', 'typer') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
