@@ -22,9 +22,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.server_util import ADMIN, Server  # noqa: E402
+
 from alloop import SelectionEngine, Snapshot  # noqa: E402
 from alloop.loop import RemoteEngine  # noqa: E402
-from tests.server_util import ADMIN, Server  # noqa: E402
 
 
 def _snapshot(n: int, c: int) -> Snapshot:
@@ -32,6 +33,11 @@ def _snapshot(n: int, c: int) -> Snapshot:
     p = rng.random((n, c), dtype=np.float32)
     p /= p.sum(axis=1, keepdims=True)
     return Snapshot(ids=np.arange(n, dtype=np.int64), probs=p)
+
+
+def _row(t_reg: float, t_ing: float, lat: list[float]) -> dict[str, float]:
+    p50, p99 = float(np.median(lat)), float(np.quantile(lat, 0.99))
+    return {"register_s": t_reg, "ingest_s": t_ing, "p50_s": p50, "p99_s": p99}
 
 
 def embedded(snap: Snapshot, requests: int) -> dict[str, float]:
@@ -47,7 +53,12 @@ def embedded(snap: Snapshot, requests: int) -> dict[str, float]:
         t0 = time.perf_counter()
         eng.recommend(100, loop=1 + r)
         lat.append(time.perf_counter() - t0)
-    return {"register_s": t_reg, "ingest_s": t_ing, "p50_s": float(np.median(lat)), "p99_s": float(np.quantile(lat, 0.99))}
+    return {
+        "register_s": t_reg,
+        "ingest_s": t_ing,
+        "p50_s": float(np.median(lat)),
+        "p99_s": float(np.quantile(lat, 0.99)),
+    }
 
 
 def remote(snap: Snapshot, requests: int, db_url: str | None) -> dict[str, float]:
@@ -66,7 +77,12 @@ def remote(snap: Snapshot, requests: int, db_url: str | None) -> dict[str, float
             eng.recommend(100, loop=1 + r)
             lat.append(time.perf_counter() - t0)
         eng.close()
-        return {"register_s": t_reg, "ingest_s": t_ing, "p50_s": float(np.median(lat)), "p99_s": float(np.quantile(lat, 0.99))}
+        return {
+            "register_s": t_reg,
+            "ingest_s": t_ing,
+            "p50_s": float(np.median(lat)),
+            "p99_s": float(np.quantile(lat, 0.99)),
+        }
     finally:
         srv.stop()
 
@@ -95,7 +111,10 @@ def main() -> None:
             cluster.stop()
     base = rows["embedded"]
     print(f"n = {args.n:,} records x {args.classes} classes (float32), k = 100, {args.requests} requests")
-    print(f"{'engine':<10} {'ingest rec/s':>14} {'ingest x emb':>13} {'rec p50 ms':>11} {'rec p99 ms':>11} {'p50 x emb':>10}")
+    print(
+        f"{'engine':<10} {'ingest rec/s':>14} {'ingest x emb':>13} "
+        f"{'rec p50 ms':>11} {'rec p99 ms':>11} {'p50 x emb':>10}"
+    )
     for name, r in rows.items():
         rate = args.n / r["ingest_s"]
         print(

@@ -1,11 +1,11 @@
 """Test configuration."""
 
-# a script run as a subprocess by test_crash_resume.py, not a test module
-collect_ignore = ["crash_worker.py"]
-
 import itertools
 
 import pytest
+
+# a script run as a subprocess by test_crash_resume.py, not a test module
+collect_ignore = ["crash_worker.py"]
 
 _db_names = itertools.count()
 

@@ -35,7 +35,9 @@ class PostgresCluster:
     def start(self) -> PostgresCluster:
         initdb, pg_ctl = _bin("initdb"), _bin("pg_ctl")
         if not initdb or not pg_ctl:
-            raise RuntimeError("PostgreSQL server binaries not found; `make test` installs Debian's postgresql package.")
+            raise RuntimeError(
+                "PostgreSQL server binaries not found; `make test` installs Debian's postgresql package."
+            )
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
         subprocess.run(

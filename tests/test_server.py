@@ -321,7 +321,9 @@ def test_demo_against_the_service_with_the_admin_token(server, tmp_path):
 
     args = ["demo", "--budget", "60", "--batch", "20"]
     local = CliRunner().invoke(app, [*args, "--dir", str(tmp_path / "local")])
-    remote = CliRunner().invoke(app, [*args, "--dir", str(tmp_path / "remote"), "--engine", server.url, "--token", ADMIN])
+    remote = CliRunner().invoke(
+        app, [*args, "--dir", str(tmp_path / "remote"), "--engine", server.url, "--token", ADMIN]
+    )
     assert local.exit_code == 0 and remote.exit_code == 0, remote.output
     a = json.loads((tmp_path / "local" / "summary.json").read_text())["strategies"]
     b = json.loads((tmp_path / "remote" / "summary.json").read_text())["strategies"]

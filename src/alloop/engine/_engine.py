@@ -165,7 +165,7 @@ class SelectionEngine:
             cand = cand[keep]
             probs = h.probs[cand]
             samples = snap.samples[:, [where[int(i)] for i in cand.tolist()]]
-        optional = getattr(strategy, "optional_needs", frozenset()) - needs
+        optional: frozenset[str] = getattr(strategy, "optional_needs", frozenset()) - needs
         if "probs" in optional and probs is None and bool(h.seen[cand].all()):
             probs = h.probs[cand]
         if "embeddings" in optional and emb is None and h.embeddings is not None:

@@ -27,7 +27,7 @@ learned class prior, clamping of gold items after each E-step), so both reach th
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -653,7 +653,12 @@ def crowd_aggregator(method: str = "dawid-skene", *, seed: int = 0) -> Any:
     {1: ('y', 0.6666666666666666)}
     """
     check_choice(method, "method", "crowd_aggregator", METHODS)
-    fn = {"majority": majority_vote, "dawid-skene": dawid_skene, "one-coin": one_coin_dawid_skene}[method]
+    methods: dict[str, Callable[..., ConsensusResult]] = {
+        "majority": majority_vote,
+        "dawid-skene": dawid_skene,
+        "one-coin": one_coin_dawid_skene,
+    }
+    fn = methods[method]
 
     def aggregate(judgements: Sequence[tuple[Any, Any, Any]], classes: Sequence[Any]) -> dict[Any, tuple[Any, float]]:
         if not judgements:

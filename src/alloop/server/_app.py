@@ -259,7 +259,7 @@ def create_app(service: EngineService, settings: Settings) -> Any:
 
     labeling = register_routes(app, service, settings)
     return Guard(
-        app,
+        app,  # type: ignore[arg-type]  # FastAPI's ASGI signature uses MutableMapping
         project_for_key=service.project_for_key,
         admin_token=settings.admin_token,
         max_body_bytes=settings.max_body_bytes,

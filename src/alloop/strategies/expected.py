@@ -205,7 +205,13 @@ class ExpectedErrorReduction(_ErrorReduction):
                 kept[i, at] = row[at]
             weights = kept
         return expected_error_reduction_scores(
-            p, ctx.embeddings, ctx.labeled_embeddings, ctx.labels_for_embeddings, candidates=cand, label_weights=weights, loss=loss
+            p,
+            ctx.embeddings,
+            ctx.labeled_embeddings,
+            ctx.labels_for_embeddings,
+            candidates=cand,
+            label_weights=weights,
+            loss=loss,
         )
 
     @classmethod
