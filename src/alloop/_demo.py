@@ -28,7 +28,32 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "budget": 300,
     "test_size": 0.3,
     "seed": 0,
+    "labeler": "crowd",
 }
+
+#: The demo's crowd: five annotators of mixed quality and speed (median seconds per judgement).
+DEMO_CROWD = ((0.62, 45.0), (0.72, 30.0), (0.82, 25.0), (0.90, 20.0), (0.96, 40.0))
+
+
+def make_labeler(kind: str, ids: Any, y: Any, classes: list[Any], seed: int) -> Any:
+    """``"crowd"``: 5 simulated annotators, allocation, redundancy 3, Dawid–Skene; ``"oracle"``: the truth."""
+    if kind == "oracle":
+        return SimulatedOracle(truth=(ids, y), seed=seed)
+    if kind != "crowd":
+        from alloop.errors import ConfigError
+
+        raise ConfigError(f"The 'labeler' parameter of the demo must be 'crowd' or 'oracle'. Got {kind!r}.")
+    from alloop.labeling import CrowdAnnotator, SimulatedCrowd, crowd_aggregator
+
+    annotators = [CrowdAnnotator(id=f"ann-{i + 1}", accuracy=a, seconds=sec) for i, (a, sec) in enumerate(DEMO_CROWD)]
+    return SimulatedCrowd(
+        truth=(ids, y),
+        annotators=annotators,
+        classes=classes,
+        redundancy=3,
+        aggregate=crowd_aggregator("dawid-skene"),
+        seed=seed,
+    )
 
 
 def aubc(values: list[float]) -> float:
@@ -63,7 +88,7 @@ def _campaign(
         eval_y=ds.y[test],
         classes=ds.classes,
     )
-    oracle = SimulatedOracle(truth=(ds.ids[train], ds.y[train]), seed=params["seed"])
+    oracle = make_labeler(params["labeler"], ds.ids[train], ds.y[train], list(ds.classes), params["seed"])
     if resume and (directory / "alloop.db").exists():
         return Campaign.resume(directory, learner=learner, labeler=oracle, token=token)
     return Campaign(
@@ -133,23 +158,35 @@ def run_demo(
 
 
 def run_with_progress(camp: Campaign, console: Any, *, title: str) -> Any:
-    """``camp.run()`` with a live rich table: one row per finished loop."""
+    """``camp.run()`` with a live rich table: one row per finished loop (with label accuracy and labeling
+    time per batch when the labeler reports them, as :class:`SimulatedCrowd` does)."""
     from rich.live import Live
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("loop", "labeled", "accuracy", "macro-F1", "strategy", "seconds"):
+    from alloop.labeling import SimulatedCrowd
+
+    crowd = camp.labeler if isinstance(camp.labeler, SimulatedCrowd) else None
+    cols = ["loop", "labeled", "accuracy", "macro-F1", "strategy", "seconds"]
+    if crowd is not None:
+        cols += ["label acc", "labeling time"]
+    for col in cols:
         table.add_column(col, justify="left" if col == "strategy" else "right")
 
     def show(r: LoopReport) -> None:
-        table.add_row(
+        row = [
             str(r.loop),
             str(r.n_labeled),
             f"{r.metrics.get('accuracy', float('nan')):.4f}",
             f"{r.metrics.get('macro_f1', float('nan')):.4f}",
             r.strategy + (" (edited)" if r.hand_edited else ""),
             f"{r.seconds:.2f}",
-        )
+        ]
+        if crowd is not None:
+            stats = getattr(crowd, "stats", [])
+            batch = stats[-1] if stats else None
+            row += ["-", "-"] if batch is None else [f"{batch['accuracy']:.3f}", f"{batch['seconds'] / 60:.1f} min"]
+        table.add_row(*row)
 
     with Live(table, console=console, refresh_per_second=8):
         return camp.run(progress=show)

@@ -78,8 +78,15 @@ def demo(
     token: Annotated[
         str | None, typer.Option("--token", help="Project key or admin token for --engine.", envvar="ALLOOP_TOKEN")
     ] = None,
+    labeler: Annotated[
+        str,
+        typer.Option(
+            "--labeler",
+            help="'crowd': 5 simulated annotators of mixed quality, redundancy 3, Dawid–Skene; 'oracle': the truth.",
+        ),
+    ] = "crowd",
 ) -> None:
-    """Run a complete campaign on scikit-learn's digits with a simulated annotator, then compare with random."""
+    """Run a complete campaign on scikit-learn's digits with simulated annotators, then compare with random."""
     from alloop._demo import run_demo
 
     run_demo(
@@ -91,6 +98,7 @@ def demo(
         batch_size=batch,
         engine=engine,
         token=token,
+        labeler=labeler,
     )
 
 
