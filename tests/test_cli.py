@@ -25,7 +25,10 @@ def test_demo_writes_summary_plot_and_restarts_fresh(tmp_path):
         assert len(s["accuracy"]) == 3 and abs(s["aubc"] - sum(s["accuracy"]) / 3) < 1e-12
     assert (d / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Chosen strategy vs random" in res.output
-    assert "label acc" in res.output  # the default labeler is the simulated crowd (redundancy 3, Dawid-Skene)
+    # the default labeler is the simulated crowd (redundancy 3, Dawid-Skene): label quality per batch
+    labeling = summary["strategies"]["margin"]["labeling"]
+    assert len(labeling["label_accuracy"]) == 3 and all(0.5 <= a <= 1 for a in labeling["label_accuracy"])
+    assert all(t > 0 for t in labeling["labeling_seconds"])
     # running again starts a fresh campaign (same seed: same selections, not appended)
     first = CampaignStore(d).selections()
     res = runner.invoke(app, ["demo", "--dir", str(d), "--budget", "60", "--batch", "20"])

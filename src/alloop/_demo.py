@@ -138,9 +138,11 @@ def run_demo(
     if strategy == "random":
         runs = {"random": directory}
     started = time.perf_counter()
+    crowd_stats: dict[str, list[dict[str, Any]]] = {}
     for name, path in runs.items():
         camp = _campaign(path, params, name, resume, engine, token)
         result = run_with_progress(camp, console, title=f"alloop demo — {name} on {params['data']} ({path})")
+        crowd_stats[name] = list(getattr(camp.labeler, "stats", []))
         console.print(f"[bold]{name}[/]: stopped ({result.stop_reason}) with {result.n_labeled} labels.\n")
         camp.close()
     seconds = time.perf_counter() - started
@@ -150,6 +152,12 @@ def run_demo(
         curves[name] = _curve(camp)
         camp.close()
     summary = _summarise(params, curves, seconds)
+    for name, stats in crowd_stats.items():
+        if stats:  # label quality and labeling time of the simulated crowd, per batch (this run's batches)
+            summary["strategies"][name]["labeling"] = {
+                "label_accuracy": [round(float(b["accuracy"]), 4) for b in stats],
+                "labeling_seconds": [round(float(b["seconds"]), 1) for b in stats],
+            }
     (directory / "summary.json").write_text(json.dumps(summary, indent=2))
     _plot(curves, directory / "learning_curve.png", params)
     _print_comparison(console, summary)
