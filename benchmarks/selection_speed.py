@@ -1,8 +1,8 @@
 """Selection at memory speed: alloop.select next to probs.sum() and a straightforward numpy version.
 
 For N rows x 10 classes of float32 probabilities already in memory, and k = 100 and k = 1 % of N, times
-(median of several repeats of the thread's CPU time, all columns measured side by side in the same
-rounds; wall-clock medians are recorded too):
+(median wall time of several repeats, all columns measured side by side in the same rounds; the calling
+thread's CPU-time medians are recorded too, and the load average before and after the run):
 
 * ``sum``    ``probs.sum()``, the read-once floor;
 * ``select`` ``alloop.select(probs, k, strategy)`` (the fused, chunked, validating pass);
@@ -12,6 +12,7 @@ rounds; wall-clock medians are recorded too):
 Usage::
 
     .venv/bin/python benchmarks/selection_speed.py           # N = 1e4 .. 1e7 (~4 min)
+    .venv/bin/python benchmarks/selection_speed.py --sizes 10000000 --repeats 5   # the target size only
     .venv/bin/python benchmarks/selection_speed.py --quick   # N = 1e4 .. 1e5
 
 Writes ``benchmarks/results/selection_speed.json``. Exit status 0 always: targets are reported, not enforced.
@@ -68,8 +69,8 @@ def skactiveml_select(probs: np.ndarray, k: int, strategy: str) -> np.ndarray | 
 
 
 def _time(fn: Callable[[], object]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this thread): on a shared machine the CPU time is not inflated by
-    waiting for a core, so the ratios are computed from it; both are recorded."""
+    """(wall seconds, CPU seconds of this thread); ratios use the wall time, the CPU time is recorded too
+    (on a shared machine it is not inflated by waiting for a core)."""
     c0, t0 = time.thread_time(), time.perf_counter()
     fn()
     return time.perf_counter() - t0, time.thread_time() - c0
@@ -109,14 +110,15 @@ def run(sizes: list[int], repeats: int) -> dict:
                 for _ in range(repeats):  # side by side: every column in every round
                     for name, fn in runs.items():
                         cols[name].append(_time(fn))
-                med = {name: statistics.median(c for _, c in v) for name, v in cols.items() if v}
-                wall = {name: statistics.median(w for w, _ in v) for name, v in cols.items() if v}
+                med = {name: statistics.median(w for w, _ in v) for name, v in cols.items() if v}
+                cpu = {name: statistics.median(c for _, c in v) for name, v in cols.items() if v}
                 row = {
                     "n": n,
                     "k": k,
                     "strategy": strategy,
                     "median_s": med,
-                    "median_wall_s": wall,
+                    "median_cpu_s": cpu,
+                    "select_over_sum_cpu": cpu["select"] / cpu["sum"],
                     "select_over_sum": med["select"] / med["sum"],
                     "numpy_over_select": med["numpy"] / med["select"],
                 }
@@ -140,21 +142,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N = 1e4 and 1e5 only")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--sizes", type=int, nargs="+", help="row counts to run (default 1e4 .. 1e7)")
     args = parser.parse_args(argv)
-    sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000, 10_000_000]
+    sizes = args.sizes or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000, 10_000_000])
+    load_before = os.getloadavg()
     print("| N | k | strategy | sum ms | select ms | numpy ms | select/sum | numpy/select | skactiveml/select |")
-    print("| (CPU time medians) | | | | | | | | |")
+    print("| (wall-time medians) | | | | | | | | |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     result = run(sizes, args.repeats)
     result.update(
-        command="python benchmarks/selection_speed.py" + (" --quick" if args.quick else ""),
+        command="python " + " ".join(["benchmarks/selection_speed.py", *(argv if argv is not None else sys.argv[1:])]),
         compiled=_kernels() is not None,
         repeats=args.repeats,
         python=sys.version.split()[0],
         numpy=np.__version__,
         machine=platform.machine(),
         cpus=os.cpu_count(),
-        load_average=os.getloadavg(),
+        load_average_before=load_before,
+        load_average_after=os.getloadavg(),
         date=time.strftime("%Y-%m-%d"),
     )
     big = [r for r in result["rows"] if r["n"] == max(sizes)]
@@ -167,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(__file__).parent / "results" / "selection_speed.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
+    print(f"load average (1, 5, 15 min) before {load_before}, after {os.getloadavg()}")
     print(f"wrote {out}")
     return 0
 

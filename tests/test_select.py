@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alloop._select import FUSED, _entropy_slack, _fused_top_k, _kernels, select
+from alloop._select import _TOL, FUSED, _entropy_cut, _entropy_slack, _fused_top_k, _kernels, _scan_slack, select
 from alloop.errors import ConfigError, DataError
 from alloop.strategies import top_k
 from alloop.strategies.uncertainty import entropy_scores
@@ -73,6 +73,46 @@ def test_fast_entropy_error_is_within_the_slack():
             assert bad == -1 and cnt == n
             err = np.abs(out_sc[:cnt] - entropy_scores(p)[out_idx[:cnt]]).max()
             assert err < _entropy_slack(n_classes) / 2, (dtype, n_classes, err)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 10, 100])
+def test_entropy_cut_is_a_true_bound(n_classes):
+    # no row whose largest probability is >= cut may have entropy >= thresh, even with sums off by the tolerance
+    rng = np.random.default_rng(n_classes)
+    p = np.concatenate([rng.dirichlet(np.full(n_classes, a), size=3000) for a in (0.05, 1.0, 50.0)])
+    p *= rng.uniform(1 - _TOL, 1 + _TOL, size=(p.shape[0], 1))
+    h, m1 = entropy_scores(p), p.max(axis=1)
+    for thresh in np.quantile(h, [0.0, 0.5, 0.9, 0.999, 1.0]):
+        cut = _entropy_cut(float(thresh), n_classes)
+        assert not np.any((m1 >= cut) & (h >= thresh)), (thresh, cut)
+    assert _entropy_cut(float(h.max()), n_classes) < 1.0  # and it does reject rows
+    assert _entropy_cut(np.log(n_classes) + 0.1, n_classes) == 0.0  # above the maximum: every row
+
+
+def test_scan_entropy_error_is_within_its_slack():
+    if _kernels() is None:
+        pytest.skip("numba is not installed; the compiled scan is not used")
+    rng = np.random.default_rng(6)
+    for dtype in (np.float32, np.float64):
+        for n_classes in (2, 10, 100):
+            p = rng.dirichlet(np.full(n_classes, 0.05), size=2000).astype(dtype)
+            n = p.shape[0]
+            out_idx, out_sc = np.empty(n, np.int64), np.empty(n)
+            cnt, bad, logs = _kernels()[0](p, 0, n, 3, -np.inf, np.inf, 1e-3, out_idx, out_sc, 0)
+            assert bad == -1 and cnt == n and logs == n
+            err = np.abs(out_sc[:cnt] - entropy_scores(p)[out_idx[:cnt]]).max()
+            assert err < _scan_slack(n_classes) / 2, (dtype, n_classes, err)
+
+
+def test_entropy_with_a_skewed_pool_uses_both_kernels_exactly():
+    # mostly confident rows (the bound rejects them) with an uncertain stretch in the middle (it does not)
+    rng = np.random.default_rng(8)
+    p = rng.dirichlet(np.full(10, 0.1), size=6000)
+    p[2000:4000] = rng.dirichlet(np.full(10, 30.0), size=2000)
+    for compiled in COMPILED:
+        for k in (1, 50, 1500):
+            got = _fused_top_k(p, k, "entropy", chunk_rows=200, compiled=compiled)
+            assert np.array_equal(got, top_k(entropy_scores(p), k)), (compiled, k)
 
 
 @pytest.mark.parametrize("compiled", COMPILED)

@@ -7,9 +7,13 @@ enter the top-k are kept. The result equals ``top_k(<strategy>_scores(probs), k)
 lower row. With numba installed (``pip install 'alloop[fast]'``) the per-chunk work is one compiled loop;
 otherwise the same chunks go through numpy, calling the very score functions the strategies use.
 
-Entropy in the compiled loop uses a cheap logarithm (error bounded by ``_entropy_slack``) as a filter only:
-every row that could reach the top-k under that error bound is rescored with :func:`entropy_scores`,
-so the ranking is the exact one.
+The compiled row scan keeps a running threshold (the k-th best exact score so far, set as soon as k rows are
+known). Least-confidence reads sum, minimum and maximum and rejects a row with one compare; margin and ratio
+keep the top two in the same read. For entropy the largest probability bounds the entropy
+(:func:`_entropy_cut`), so logarithms are taken only for rows that can still enter the top-k; while that bound
+lets more than 20 % of rows through (large k), chunks go through a vectorised pass with a fast float32
+logarithm instead. Either way every row within the kernel's error bound (``_scan_slack`` /
+``_entropy_slack``) of the k-th best is rescored with :func:`entropy_scores`, so the ranking is the exact one.
 
 >>> import numpy as np
 >>> probs = np.array([[0.9, 0.1], [0.5, 0.5], [0.6, 0.4], [0.5, 0.5]], dtype=np.float32)
@@ -22,6 +26,7 @@ so the ranking is the exact one.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -56,6 +61,12 @@ def _entropy_slack(n_classes: int) -> float:
     rounding of p and of ``e * ln2 + log1p`` adds < 2.5e-7 per term. Both are covered with a 2x margin.
     """
     return 5e-6 + 5e-7 * n_classes
+
+
+def _scan_slack(n_classes: int) -> float:
+    """Upper bound on |entropy from the row scan - :func:`entropy_scores`|: both are float64 sums of ``-p ln p``
+    with logarithms accurate to a few ulp, summed in another order (~1e-15 apart); 1e-12 per class is ample."""
+    return 1e-12 * (n_classes + 1)
 
 
 # ---- validation messages ---------------------------------------------------------------------------------
@@ -95,41 +106,74 @@ def _kernels() -> tuple[Callable[..., Any], Callable[..., Any]] | None:
     except ImportError:
         return None
 
-    @numba.njit(nogil=True, cache=True, error_model="numpy")
-    def top2_chunk(p, start, stop, kind, thresh, tol, out_idx, out_sc):  # pragma: no cover - compiled
-        # One read per element: top-2, row sum and minimum, then the exact float64 score (needs C >= 2).
-        q = p[start:stop]  # indices from 0 let LLVM drop the negative-index checks
+    @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=False)
+    def scan(q, lo, hi, kind, thresh, cut, tol, out_idx, out_sc, base):  # pragma: no cover - compiled
+        # Rows lo..hi of q. One read per element: row sum (float64), minimum and maximum as three independent
+        # reductions. A row that cannot beat ``thresh`` is rejected from these alone (one compare); only the
+        # few that remain are read again, in cache, for their exact score.
+        # Returns (count, first bad row, rows given logarithms).
         n_classes = q.shape[1]
         cnt = 0
-        for r in range(q.shape[0]):
+        logs = 0  # rows whose entropy was computed
+        if kind == 1 or kind == 2:  # margin / ratio: top-2, sum and minimum in one read of the row
+            for r in range(lo, hi):
+                x = q[r, 0]
+                y = q[r, 1]
+                s = np.float64(x) + np.float64(y)
+                mn = y if y < x else x
+                m2 = mn
+                m1 = y if y > x else x
+                for j in range(2, n_classes):
+                    x = q[r, j]
+                    s += x
+                    mn = x if x < mn else mn
+                    v = x if x < m1 else m1
+                    m2 = v if v > m2 else m2
+                    m1 = x if x > m1 else m1
+                if not (mn >= 0) or not (abs(s - 1.0) <= tol):
+                    return cnt, r, logs
+                if kind == 1:
+                    sc = -(np.float64(m1) - np.float64(m2))
+                elif m1 > 0:
+                    sc = np.float64(m2) / np.float64(m1)
+                else:
+                    sc = np.float64(1.0)
+                if sc > thresh:
+                    out_idx[base + cnt] = r
+                    out_sc[base + cnt] = sc
+                    cnt += 1
+            return cnt, -1, logs
+        for r in range(lo, hi):  # least-confidence / entropy: sum, minimum, maximum
             x = q[r, 0]
-            y = q[r, 1]
-            s = np.float64(x) + np.float64(y)
-            mn = y if y < x else x
-            m2 = mn
-            m1 = y if y > x else x
-            for j in range(2, n_classes):
+            s = np.float64(x)
+            mn = x
+            m1 = x
+            for j in range(1, n_classes):
                 x = q[r, j]
-                s += x
+                s += np.float64(x)
                 mn = x if x < mn else mn
-                lo = x if x < m1 else m1
-                m2 = lo if lo > m2 else m2
                 m1 = x if x > m1 else m1
             if not (mn >= 0) or not (abs(s - 1.0) <= tol):
-                return cnt, start + r
+                return cnt, r, logs
+            f1 = np.float64(m1)
             if kind == 0:
-                sc = 1.0 - np.float64(m1)
-            elif kind == 1:
-                sc = -(np.float64(m1) - np.float64(m2))
-            elif m1 > 0:
-                sc = np.float64(m2) / np.float64(m1)
-            else:
-                sc = np.float64(1.0)
-            if sc > thresh:
-                out_idx[cnt] = start + r
-                out_sc[cnt] = sc
-                cnt += 1
-        return cnt, -1
+                sc = 1.0 - f1
+                if sc > thresh:
+                    out_idx[base + cnt] = r
+                    out_sc[base + cnt] = sc
+                    cnt += 1
+            elif f1 < cut:  # else the entropy cannot reach thresh (bound from the largest probability)
+                logs += 1
+                h = 0.0
+                for j in range(n_classes):
+                    y = np.float64(q[r, j])
+                    if y > 0:
+                        h -= y * np.log(y)
+                if h >= thresh:
+                    out_idx[base + cnt] = r
+                    out_sc[base + cnt] = h
+                    cnt += 1
+        return cnt, -1, logs
 
     @numba.njit(nogil=True, cache=True, error_model="numpy")
     def entropy_chunk(p, bits, start, stop, thresh, tol, buf, out_idx, out_sc):  # pragma: no cover - compiled
@@ -177,30 +221,73 @@ def _kernels() -> tuple[Callable[..., Any], Callable[..., Any]] | None:
                 cnt += 1
         return cnt, -1
 
-    return top2_chunk, entropy_chunk
+    return scan, entropy_chunk
+
+
+def _entropy_cut(thresh: float, n_classes: int) -> float:
+    """A largest probability ``m`` at or above which a row's entropy is surely below ``thresh``.
+
+    For a row with largest value ``m`` and sum ``s <= 1 + tol`` (values >= 0), the entropy is at most
+    ``g(m) = -m ln m + max_{r' <= r} r' ln((C - 1) / r')`` with ``r = 1 + tol - m`` (the rest spread evenly);
+    ``g`` falls on ``[(1 + tol) / C, 1]`` and every row has ``m >= (1 - tol) / C``. Bisection finds ``m`` with
+    ``g(m) < thresh`` (with a margin for rounding); rows with ``m >= cut`` are skipped without a logarithm.
+
+    >>> _entropy_cut(float("-inf"), 10)
+    inf
+    >>> round(_entropy_cut(2.0, 10), 3)
+    0.396
+    """
+    if not thresh > float("-inf") or n_classes < 2:
+        return float("inf")
+    target = thresh - 1e-9
+    log_rest = math.log(n_classes - 1)
+    r_top = (n_classes - 1) / math.e
+
+    def g(m: float) -> float:
+        r = min(1.0 + _TOL - m, r_top)  # r ln((C-1)/r) peaks at r = (C-1)/e (only reached for C = 2)
+        return -m * math.log(m) - (r * math.log(r) if r > 0 else 0.0) + r * log_rest
+
+    lo = (1.0 + _TOL) / n_classes  # the peak of g; g(lo) bounds every row
+    if g(lo) < target:
+        return 0.0  # no row can reach thresh
+    hi = 1.0
+    if g(hi) >= target:
+        return float("inf")
+    for _ in range(60):  # invariant: g(lo) >= target > g(hi)
+        mid = 0.5 * (lo + hi)
+        if g(mid) >= target:
+            lo = mid
+        else:
+            hi = mid
+    return hi
 
 
 # ---- the fused pass ---------------------------------------------------------------------------------------
 def _fused_top_k(probs: np.ndarray, k: int, strategy: str, *, chunk_rows: int = CHUNK_ROWS, compiled: bool = True
                  ) -> np.ndarray:
     """Rows of the top-k of ``FUSED[strategy](probs)``, best first, ties to the lower row; validates as it reads."""
-    n = probs.shape[0]
+    n, n_classes = probs.shape
     score_fn = FUSED[strategy]
-    fast = compiled and probs.dtype in (np.float32, np.float64) and probs.shape[1] >= 2
+    fast = compiled and probs.dtype in (np.float32, np.float64) and n_classes >= 2
     kernels = _kernels() if fast else None
-    if kernels is not None and strategy == "entropy" and not probs.flags.c_contiguous:
-        kernels = None  # the entropy kernel reads the raw bits of a contiguous matrix
+    kernel = kernels[0] if kernels is not None else None
+    is_entropy = strategy == "entropy"
     keep_idx = np.empty(0, dtype=np.int64)
     keep_sc = np.empty(0, dtype=np.float64)
     pending: list[tuple[np.ndarray, np.ndarray]] = []
     n_pending = 0
     thresh = float("-inf")  # the k-th best exact score so far, once k rows are kept
-    slack = _entropy_slack(probs.shape[1])
-    rows = min(chunk_rows, n) if kernels is not None else 0
+    slack = _scan_slack(n_classes)
+    buf_slack = _entropy_slack(n_classes)
+    rows = min(chunk_rows, n) if kernel is not None else 0
     out_idx = np.empty(rows, dtype=np.int64)
     out_sc = np.empty(rows, dtype=np.float64)
-    buf = np.empty(rows * probs.shape[1] if strategy == "entropy" else 0, dtype=np.float32)
-    bits = probs.reshape(-1).view(np.int32 if probs.dtype == np.float32 else np.int64) if buf.size else buf
+    # entropy: the row scan (logarithms only for rows the bound lets through) while that bound is tight; else
+    # the vectorised pass (a fast float32 logarithm for every element), re-trying the scan every 32nd chunk
+    whole = is_entropy and kernel is not None and probs.flags.c_contiguous
+    buf = np.empty(rows * n_classes if whole else 0, dtype=np.float32)
+    bits = probs.reshape(-1).view(np.int32 if probs.dtype == np.float32 else np.int64) if whole else buf
+    pass_rate = 1.0
 
     def compact() -> None:
         nonlocal keep_idx, keep_sc, n_pending, thresh
@@ -218,9 +305,10 @@ def _fused_top_k(probs: np.ndarray, k: int, strategy: str, *, chunk_rows: int = 
         if keep_idx.size >= k:
             thresh = float(keep_sc.min())
 
+    cut_for, cut = float("nan"), float("inf")
     for start in range(0, n, chunk_rows):
         stop = min(n, start + chunk_rows)
-        if kernels is None:
+        if kernel is None:
             chunk = probs[start:stop]
             if chunk.dtype not in (np.float32, np.float64):
                 chunk = chunk.astype(np.float64)
@@ -228,27 +316,38 @@ def _fused_top_k(probs: np.ndarray, k: int, strategy: str, *, chunk_rows: int = 
             scores = score_fn(chunk)
             hit = np.flatnonzero(scores > thresh)
             idx, sc = hit + start, scores[hit]
-        elif strategy == "entropy":
-            cnt, bad = kernels[1](probs, bits, start, stop, thresh - slack, _TOL, buf, out_idx, out_sc)
-            if bad >= 0:
-                raise _bad_row_error(probs, int(bad))
-            idx = out_idx[:cnt].copy()
-            if cnt > k:  # k of these rows score >= kth - slack exactly; rows below kth - 2 slack cannot win
-                approx = out_sc[:cnt]
-                kth = np.partition(approx, cnt - k)[cnt - k]
-                idx = idx[approx >= kth - 2 * slack]
-            exact = entropy_scores(probs[idx])  # the exact scores of the few rows the filter let through
-            better = exact > thresh
-            idx, sc = idx[better], exact[better]
         else:
-            cnt, bad = kernels[0](probs, start, stop, _KIND[strategy], thresh, _TOL, out_idx, out_sc)
+            eps = slack
+            if is_entropy:
+                if thresh != cut_for:  # the threshold moves only when pending rows are compacted
+                    if cut == float("inf"):
+                        pass_rate = 0.0  # the first finite threshold: measure how many rows the bound passes
+                    cut_for, cut = thresh, _entropy_cut(thresh - slack, n_classes)
+                t = thresh - slack
+            else:
+                t, cut = thresh, float("inf")
+            n_chunk = start // chunk_rows
+            if whole and kernels is not None and pass_rate > 0.2 and n_chunk % 32:
+                eps = buf_slack
+                cnt, bad = kernels[1](probs, bits, start, stop, thresh - eps, _TOL, buf, out_idx, out_sc)
+            else:
+                cnt, bad, logs = kernel(probs, start, stop, _KIND[strategy], t, cut, _TOL, out_idx, out_sc, 0)
+                pass_rate = logs / (stop - start)
             if bad >= 0:
                 raise _bad_row_error(probs, int(bad))
             idx, sc = out_idx[:cnt].copy(), out_sc[:cnt].copy()
+            if is_entropy and idx.size:
+                if idx.size > k:  # k of these rows score >= kth - eps exactly; rows below kth - 2 eps cannot win
+                    kth = np.partition(sc, idx.size - k)[idx.size - k]
+                    idx = idx[sc >= kth - 2 * eps]
+                exact = entropy_scores(probs[idx])  # the exact scores of the few rows the filter let through
+                better = exact > thresh
+                idx, sc = idx[better], exact[better]
         if idx.size:
             pending.append((idx, sc))
             n_pending += idx.size
-            if n_pending >= max(k, 4096):
+            # compact as soon as k rows are known (the first threshold), then every max(k, 4096) rows
+            if n_pending >= max(k, 4096) or (keep_idx.size < k <= keep_idx.size + n_pending):
                 compact()
     compact()
     return keep_idx[top_k(keep_sc, k)]
