@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from alloop._cli_score import ClusterOption
 from alloop.errors import AlloopError
 
 __all__ = ["render_table", "simulate_command"]
@@ -70,13 +73,20 @@ def simulate_command(
     target: Annotated[
         str | None, typer.Option("--target", help="Label column of a .csv/.parquet file (default 'label').")
     ] = None,
+    cluster: ClusterOption = None,
 ) -> None:
     """Simulate campaigns on labeled data and compare strategies by AUBC (paired over seeds)."""
     from alloop.bench import plot_learning_curves, simulate
 
     console = Console()
     try:
-        result = simulate(
+        if cluster is not None or os.environ.get("ALLOOP_DASK_SCHEDULER"):
+            from alloop.scale import run_simulation_on_cluster
+
+            run: Any = partial(run_simulation_on_cluster, cluster=cluster)
+        else:
+            run = simulate
+        result = run(
             data,
             model=model,
             strategies=list(strategy),

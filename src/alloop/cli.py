@@ -21,6 +21,7 @@ from rich.console import Console
 from alloop._cli_label_sim import label_sim_command
 from alloop._cli_models import models_command
 from alloop._cli_report import report_command
+from alloop._cli_score import score_command
 from alloop._cli_simulate import simulate_command
 from alloop.errors import AlloopError
 
@@ -55,6 +56,9 @@ def friendly(fn: F) -> F:
 app.command("simulate", help="Evaluate strategies on labeled data you already have (paired, seeded).")(simulate_command)
 app.command("report", help="Show each loop of a campaign and when each stopping criterion would have fired.")(
     report_command
+)
+app.command("score", help="Rank a snapshot of any size and write the top k (Parquet); --cluster runs on Dask.")(
+    score_command
 )
 app.command("models", help="List the built-in models (data kind, extra, metadata).")(models_command)
 app.command("label-sim", help="Simulate a crowd and compare consensus methods (exact, seeded protocol).")(
