@@ -23,9 +23,13 @@ def test_models_are_built_exactly_as_documented():
     assert [type(s).__name__ for _, s in logreg.steps] == ["StandardScaler", "LogisticRegression"]
     assert logreg.steps[1][1].max_iter == 1000
     svm = build_model("svm-rbf")
-    assert [type(s).__name__ for _, s in svm.steps] == ["StandardScaler", "CalibratedClassifierCV"]
-    cal = svm.steps[1][1]
-    assert type(cal.estimator).__name__ == "SVC" and cal.ensemble is False
+    assert [type(s).__name__ for _, s in svm.steps] == ["StandardScaler", "SmallSampleCalibratedSVC"]
+    rng = np.random.default_rng(0)
+    X3 = rng.normal(size=(30, 2)) + np.repeat(np.arange(3), 10)[:, None]
+    y3 = np.repeat(np.arange(3), 10)
+    cal = build_model("svm-rbf").fit(X3, y3).steps[1][1].model_  # >= 5 per class: exactly the documented model
+    assert type(cal).__name__ == "CalibratedClassifierCV" and type(cal.estimator).__name__ == "SVC"
+    assert cal.ensemble is False and cal.cv == 5
     rf = build_model("random-forest", seed=7)
     assert (type(rf).__name__, rf.n_estimators, rf.random_state) == ("RandomForestClassifier", 100, 7)
     knn = build_model("knn")
@@ -181,3 +185,16 @@ def test_models_command_lists_every_model_as_json_and_as_a_table():
     assert set(rows[0]) == {"name", "description", "data", "extra", "metadata", "min_labels", "installed"}
     table = runner.invoke(app, ["models"], env={"COLUMNS": "200"})
     assert table.exit_code == 0 and "minilm" in table.output and "cnn" in table.output
+
+
+def test_svm_rbf_fits_with_few_examples_per_class():
+    # early active-learning loops: the smallest class has few examples (fewer folds) or just 1 (softmax fallback)
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(9, 2)) + np.array([0, 0, 0, 0, 0, 0, 3, 3, 6])[:, None]
+    for y in (np.array([0, 0, 0, 0, 0, 0, 1, 1, 2]), np.array([0, 0, 0, 0, 0, 1, 1, 1, 1])):
+        model = build_model("svm-rbf").fit(X, y)
+        p = model.predict_proba(X)
+        assert p.shape == (9, len(np.unique(y))) and np.allclose(p.sum(axis=1), 1) and (p >= 0).all()
+    assert model.steps[1][1].calibrated_ is True  # 4 and 5 examples: 4-fold calibration
+    single = build_model("svm-rbf").fit(X, np.array([0, 0, 0, 0, 0, 0, 1, 1, 2]))
+    assert single.steps[1][1].calibrated_ is False  # a class seen once: no calibration possible

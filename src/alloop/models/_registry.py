@@ -89,7 +89,7 @@ MODELS: dict[str, ModelInfo] = {
     m.name: m
     for m in (
         ModelInfo("logreg", "Standardised logistic regression (max_iter=1000).", sk._logreg),
-        ModelInfo("svm-rbf", "Standardised RBF SVM with sigmoid-calibrated probabilities (5-fold CV).", sk._svm_rbf, 5),
+        ModelInfo("svm-rbf", "Standardised RBF SVM with sigmoid-calibrated probabilities (5-fold CV).", sk._svm_rbf, 2),
         ModelInfo("random-forest", "Random forest of 100 trees (random_state=seed).", sk._random_forest),
         ModelInfo("knn", "Standardised 5-nearest-neighbours.", sk._knn, 5),
         ModelInfo("gradient-boosting", "Histogram gradient boosting (random_state=seed).", sk._gradient_boosting),

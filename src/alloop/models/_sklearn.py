@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from alloop.errors import DataError
 
@@ -21,12 +22,56 @@ def _logreg(seed: int) -> Any:
 
 
 def _svm_rbf(seed: int) -> Any:
-    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
 
-    return make_pipeline(StandardScaler(), CalibratedClassifierCV(SVC(), ensemble=False))
+    return make_pipeline(StandardScaler(), SmallSampleCalibratedSVC())
+
+
+class SmallSampleCalibratedSVC(ClassifierMixin, BaseEstimator):
+    """``CalibratedClassifierCV(SVC(), ensemble=False)`` that also fits when a class has fewer than 5 examples.
+
+    With at least ``cv`` examples of every class it is exactly the 5-fold sigmoid calibration. With fewer
+    (early active-learning loops), the folds shrink to the smallest class count; when some class has a
+    single example no cross-validated calibration is possible, and the probabilities are a softmax of the
+    SVC's one-vs-rest decision values (a sigmoid for two classes) — uncalibrated, but a valid ranking.
+
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [0.1], [0.2], [1.0], [1.1], [5.0]]); y = np.array([0, 0, 0, 1, 1, 2])
+    >>> SmallSampleCalibratedSVC().fit(X, y).predict_proba(X).shape
+    (6, 3)
+    """
+
+    def __init__(self, cv: int = 5) -> None:
+        self.cv = cv
+
+    def fit(self, X: Any, y: Any) -> SmallSampleCalibratedSVC:
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.svm import SVC
+
+        y = np.asarray(y)
+        self.classes_, counts = np.unique(y, return_counts=True)
+        folds = int(min(self.cv, counts.min()))
+        if folds >= 2:
+            self.model_ = CalibratedClassifierCV(SVC(), cv=folds, ensemble=False).fit(X, y)
+            self.calibrated_ = True
+        else:
+            self.model_ = SVC(decision_function_shape="ovr").fit(X, y)
+            self.calibrated_ = False
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        if self.calibrated_:
+            return np.asarray(self.model_.predict_proba(X))
+        d = np.asarray(self.model_.decision_function(X), dtype=np.float64)
+        if d.ndim == 1:  # two classes: decision > 0 means the second class
+            p1 = 1.0 / (1.0 + np.exp(-d))
+            return np.column_stack([1.0 - p1, p1])
+        e = np.exp(d - d.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.asarray(self.classes_[np.argmax(self.predict_proba(X), axis=1)])
 
 
 def _random_forest(seed: int) -> Any:
