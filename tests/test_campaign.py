@@ -322,3 +322,18 @@ def test_compute_saving_skips_inference_and_warm_starts(tmp_path):
     # the saving campaign still learns: within a few points of full retraining at the end
     last = max(full.metrics())
     assert saving.metrics()[last]["accuracy"] >= full.metrics()[last]["accuracy"] - 0.1
+
+
+def test_auto_strategy_state_survives_resume(tmp_path):
+    full, _, _ = make(tmp_path / "full", strategy="portfolio", budget=None, max_loops=6)
+    full.run()
+    part, learner, oracle = make(tmp_path / "part", strategy="portfolio", budget=None, max_loops=6)
+    while part.store.last_loop() is None or part.store.last_loop()["loop"] < 3:
+        part.step()
+    part.close()
+    state = CampaignStore(tmp_path / "part" / "c").get_meta("strategy_state")
+    assert state is not None  # persisted with each selection
+    resumed = Campaign.resume(tmp_path / "part" / "c", learner=learner, labeler=oracle)
+    resumed.run()
+    assert resumed.store.selections() == full.store.selections()
+    assert "portfolio" in full.loops()[-1]["reason"] or full.loops()[-1]["strategy"].startswith("portfolio")

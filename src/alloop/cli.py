@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 
 from alloop._cli_label_sim import label_sim_command
+from alloop._cli_meta_train import meta_train_command
 from alloop._cli_models import models_command
 from alloop._cli_report import report_command
 from alloop._cli_score import score_command
@@ -59,6 +60,9 @@ app.command("report", help="Show each loop of a campaign and when each stopping 
 )
 app.command("score", help="Rank a snapshot of any size and write the top k (Parquet); --cluster runs on Dask.")(
     score_command
+)
+app.command("meta-train", help="Rebuild the learned selector from simulated campaigns on synthetic task families.")(
+    meta_train_command
 )
 app.command("models", help="List the built-in models (data kind, extra, metadata).")(models_command)
 app.command("label-sim", help="Simulate a crowd and compare consensus methods (exact, seeded protocol).")(

@@ -227,4 +227,7 @@ class SelectionEngine:
             reason += f" ({n_unlabeled - ctx.n} unlabeled records lack the metadata it needs)"
         if chosen_scores.size and not np.isnan(chosen_scores).all():
             reason += f"; scores {np.nanmin(chosen_scores):.4g}..{np.nanmax(chosen_scores):.4g}"
+        explain = getattr(strat, "explain", None)  # learning strategies say which arm chose what and why
+        if callable(explain) and (text := explain()):
+            reason += f"; {text}"
         return Selection(ids=ids, scores=chosen_scores, strategy=strat.spec, reason=reason, loop=ctx.loop)

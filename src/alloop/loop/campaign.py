@@ -400,6 +400,10 @@ class Campaign:
             engine.sync(snapshots)
         self = cls.__new__(cls)
         self._attach(store, engine, learner, labeler, review)
+        state = store.get_meta("strategy_state")
+        load_state = getattr(engine.strategy, "load_state_dict", None)
+        if state is not None and callable(load_state):
+            load_state(state)
         if self._monitor is not None:  # the monitor is a deterministic function of the stored loops
             for loop in sorted(snapshots):
                 self._watch(loop, Snapshot.from_parquet(snapshots[loop]))
@@ -647,6 +651,9 @@ class Campaign:
             self.store.insert_selection(conn, loop, idx, scores)
             self.store.set_states(conn, idx, RecordState.SELECTED)
             self.store.insert_values(conn, "compute", loop, {"select_cpu_s": getattr(self, "_select_cpu", 0.0)})
+            state_dict = getattr(self.engine.strategy, "state_dict", None)
+            if callable(state_dict):  # learning strategies (auto, portfolio) carry state across loops
+                self.store.set_meta(conn, "strategy_state", state_dict())
         self.engine.mark_selected(ids)
         self._loop_started = time.perf_counter()
         _crash_point("select", loop)

@@ -12,6 +12,11 @@ by record under a budget manager. ``make_strategy`` parses specs such as ``"marg
 from alloop.strategies._base import COST_CLASSES, NEEDS, SelectionContext, Strategy
 from alloop.strategies._registry import all_strategies, get_strategy_class, make_strategy, parse_spec
 from alloop.strategies._topk import rank_order, top_k
+from alloop.strategies.auto import (
+    AutoStrategy,
+    LearnedStrategy,
+    PortfolioStrategy,
+)
 from alloop.strategies.baseline import (
     RandomSampling,
 )
@@ -162,6 +167,7 @@ __all__ = [
     "all_strategies",
     "all_stream_strategies",
     "as_strategy",
+    "AutoStrategy",
     "BADGE",
     "badge_embeddings",
     "BalancedIncrementalQuantileFilter",
@@ -219,6 +225,7 @@ __all__ = [
     "KLConsensus",
     "KMeansPlusPlus",
     "KMeansSampling",
+    "LearnedStrategy",
     "least_confidence_scores",
     "LeastConfidence",
     "local_density_counts",
@@ -234,6 +241,7 @@ __all__ = [
     "parse_spec",
     "PerClassQuota",
     "PeriodicSampling",
+    "PortfolioStrategy",
     "power_bald_scores",
     "PowerBALD",
     "PredictionFlips",

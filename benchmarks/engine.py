@@ -1,0 +1,341 @@
+"""Does the learning engine work? auto vs fixed strategies, paired over seeds (issue 5's benchmark).
+
+Protocol: that of ``alloop simulate`` (:mod:`alloop.bench.simulate` — ``paired_split`` per seed, test size
+0.3, initial 20, batch 10, budget 300, the model refit from scratch each loop, AUBC = mean test accuracy),
+with one addition: every strategy is given the same embeddings (the standardised features of each
+record), so that core-set can run and ``auto`` can use them. Synthetic XOR/checkerboard/moons are fixed
+tasks from :func:`alloop.engine.learned.synthetic_task`; on them the learned selector (alone and inside
+``auto``/``portfolio``) is a leave-one-family-out selector trained without that family
+(``alloop meta-train --exclude FAMILY``, cached under ``benchmarks/results/engine/``). Real data sets are
+never used in training.
+
+Each (dataset, model, strategy, seed) cell is appended to ``benchmarks/results/engine/cells.jsonl`` when
+done, so the run resumes where it stopped; cells run in parallel over processes. The summary (table +
+``benchmarks/results/engine.json``) is computed from whatever cells exist and says what is missing.
+
+    python benchmarks/engine.py --seeds 20 --workers 2                  # the full benchmark
+    python benchmarks/engine.py --seeds 10 --models logreg --summary    # a reduced run / summary only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+OUT = ROOT / "results" / "engine"
+CELLS = OUT / "cells.jsonl"
+REAL = ("iris", "wine", "breast_cancer", "digits")
+SYNTHETIC = ("xor", "checkerboard", "moons")
+STRATEGIES = ("auto", "margin", "entropy", "random", "coreset", "portfolio", "learned")
+INITIAL, BATCH, BUDGET, TEST_SIZE = 20, 10, 300, 0.3
+
+
+def selector_for(dataset: str) -> str | None:
+    """The selector file to use on ``dataset``: leave-one-family-out for synthetic families, else shipped."""
+    if dataset not in SYNTHETIC:
+        return None
+    path = OUT / f"selector-without-{dataset}.json"
+    if not path.exists():
+        from alloop.engine.learned import meta_train
+
+        sel = meta_train(exclude=[dataset], seeds=3, workers=1, cache=OUT / "meta-cache")
+        sel.meta["command"] = f"alloop meta-train --seeds 3 --exclude {dataset} --cache {OUT / 'meta-cache'}"
+        sel.save(path)
+    return str(path)
+
+
+def spec_for(strategy: str, dataset: str) -> str:
+    sel = selector_for(dataset)
+    if sel is None:
+        return strategy
+    if strategy == "learned":
+        return f"learned(weights={sel!r})"
+    if strategy in ("auto", "portfolio"):
+        return f"{strategy}(selector={sel!r})"
+    return strategy
+
+
+def load(dataset: str) -> Any:
+    from alloop.datasets import Dataset, load_dataset
+    from alloop.engine.learned import synthetic_task
+
+    if dataset in SYNTHETIC:
+        X, y = synthetic_task(dataset, 10_007, n=600)  # a task seed no training run uses
+        return Dataset(X=X, y=y, ids=np.arange(y.size), name=dataset, feature_names=("x0", "x1"), classes=np.unique(y))
+    return load_dataset(dataset)
+
+
+def run_cell(dataset: str, model: str, strategy: str, seed: int) -> dict[str, Any]:
+    """One simulated campaign (the loop of alloop.bench.simulate.run_campaign, plus shared embeddings)."""
+    from alloop.bench.simulate import _accuracy, _fit_predict, paired_split
+    from alloop.engine import SelectionEngine
+    from alloop.metadata import Snapshot
+    from alloop.records import RecordState
+
+    data = load(dataset)
+    X, y, classes = data.X, data.y, data.classes
+    emb = (X - X.mean(axis=0)) / np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
+    train, test, init = paired_split(y, seed, TEST_SIZE, INITIAL)
+    engine = SelectionEngine(strategy=spec_for(strategy, dataset), seed=seed, classes=classes.tolist())
+    engine.add_records(np.sort(train))
+    engine.observe_labels(init, y[init])
+    labeled = np.sort(init)
+    acc: list[float] = []
+    reasons: list[str] = []
+    loop = 0
+    start = time.perf_counter()
+    select_s = 0.0
+    while True:
+        unl = engine.pool.ids(RecordState.UNLABELED)
+        more = labeled.size < BUDGET and unl.size > 0
+        outs = _fit_predict(model, seed, X[labeled], y[labeled], [X[test]] + ([X[unl]] if more else []), classes)
+        acc.append(_accuracy(outs[0], y[test], classes))
+        if not more:
+            break
+        engine.ingest(Snapshot(ids=unl, probs=outs[1], embeddings=emb[unl], classes=classes.tolist()), loop=loop)
+        t0 = time.perf_counter()
+        sel = engine.recommend(min(BATCH, BUDGET - labeled.size), loop=loop)
+        select_s += time.perf_counter() - t0
+        explain = getattr(engine.strategy, "explain", None)
+        if callable(explain) and loop % 5 == 0:
+            reasons.append(f"loop {loop}: {explain()}")
+        engine.observe_labels(sel.ids, y[sel.ids])
+        labeled = np.sort(np.concatenate([labeled, sel.ids]))
+        loop += 1
+    return {
+        "dataset": dataset,
+        "model": model,
+        "strategy": strategy,
+        "seed": seed,
+        "aubc": float(np.mean(acc)),
+        "final": acc[-1],
+        "points": len(acc),
+        "seconds": round(time.perf_counter() - start, 2),
+        "select_seconds": round(select_s, 3),
+        "reasons": reasons,
+    }
+
+
+def done_cells() -> dict[tuple[str, str, str, int], dict[str, Any]]:
+    out: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+    if CELLS.exists():
+        for line in CELLS.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                out[(r["dataset"], r["model"], r["strategy"], r["seed"])] = r
+    return out
+
+
+# ---- statistics ---------------------------------------------------------------------------------------
+def paired(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+    """Mean difference, the lower end of its one-sided 90 % CI (t), and the Wilcoxon signed-rank p-value."""
+    import warnings
+
+    from scipy import stats
+
+    d = a - b
+    out: dict[str, Any] = {"diff_mean": float(d.mean()), "n": int(d.size), "lower90": None, "wilcoxon_p": None}
+    if d.size >= 2:
+        se = d.std(ddof=1) / np.sqrt(d.size)
+        out["lower90"] = float(d.mean() - stats.t.ppf(0.90, d.size - 1) * se)
+    if d.size >= 2 and np.any(d != 0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out["wilcoxon_p"] = float(stats.wilcoxon(a, b).pvalue)
+    return out
+
+
+def summarise(cells: dict[tuple[str, str, str, int], dict[str, Any]]) -> dict[str, Any]:
+    groups: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
+    for (ds, model, strat, seed), r in cells.items():
+        groups.setdefault((ds, model), {}).setdefault(strat, {})[seed] = r["aubc"]
+    rows = []
+    for (ds, model), by in sorted(groups.items()):
+        seeds = sorted(set.intersection(*(set(v) for v in by.values())))
+        if len(seeds) < 2 or not {"auto", "margin", "random"} <= set(by):
+            continue
+        strategies = [s for s in STRATEGIES if s in by]
+        A = {s: np.array([by[s][i] for i in seeds]) for s in strategies}
+        row: dict[str, Any] = {"dataset": ds, "model": model, "seeds": len(seeds), "strategies": {}}
+        ranks = np.argsort(np.argsort(-np.vstack([A[s] for s in strategies]), axis=0), axis=0) + 1.0
+        for j, s in enumerate(strategies):
+            row["strategies"][s] = {
+                "aubc_mean": float(A[s].mean()),
+                "aubc_std": float(A[s].std()),
+                "mean_rank": float(ranks[j].mean()),
+                "vs_margin": paired(A[s], A["margin"]) if s != "margin" else None,
+                "vs_random": paired(A[s], A["random"]) if s != "random" else None,
+            }
+        rows.append(row)
+    return {"rows": rows, "targets": targets(rows)}
+
+
+def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"non_inferiority": [], "beats_margin_where_some_fixed_does": [], "learned_vs_random": []}
+    fixed = ("entropy", "random", "coreset")
+    rank_sum: dict[str, list[float]] = {}
+    for r in rows:
+        st = r["strategies"]
+        key = f"{r['dataset']}/{r['model']}"
+        for base in ("margin", "random"):
+            lo = st["auto"][f"vs_{base}"]["lower90"]
+            out["non_inferiority"].append(
+                {"cell": key, "vs": base, "lower90": lo, "met": lo is not None and lo >= -0.005}
+            )
+        better = [
+            s
+            for s in fixed
+            if s in st
+            and (st[s]["vs_margin"] or {}).get("wilcoxon_p") is not None
+            and st[s]["vs_margin"]["wilcoxon_p"] < 0.05
+            and st[s]["vs_margin"]["diff_mean"] > 0
+        ]
+        if better:
+            am = st["auto"]["vs_margin"]
+            met = am["wilcoxon_p"] is not None and am["wilcoxon_p"] < 0.05 and am["diff_mean"] > 0
+            out["beats_margin_where_some_fixed_does"].append(
+                {"cell": key, "fixed": better, "auto_p": am["wilcoxon_p"], "auto_diff": am["diff_mean"], "met": met}
+            )
+        beat_random = [
+            s
+            for s in ("margin", "entropy", "coreset")
+            if s in st
+            and (st[s]["vs_random"] or {}).get("wilcoxon_p") is not None
+            and st[s]["vs_random"]["wilcoxon_p"] < 0.05
+            and st[s]["vs_random"]["diff_mean"] > 0
+        ]
+        if beat_random and "learned" in st:
+            lr = st["learned"]["vs_random"]
+            met = lr["wilcoxon_p"] is not None and lr["wilcoxon_p"] < 0.05 and lr["diff_mean"] > 0
+            out["learned_vs_random"].append(
+                {
+                    "cell": key,
+                    "fixed": beat_random,
+                    "learned_p": lr["wilcoxon_p"],
+                    "learned_diff": lr["diff_mean"],
+                    "met": met,
+                }
+            )
+        for s, v in st.items():
+            rank_sum.setdefault(s, []).append(v["mean_rank"])
+    mean_rank = {s: float(np.mean(v)) for s, v in rank_sum.items()}
+    out["mean_rank"] = dict(sorted(mean_rank.items(), key=lambda kv: kv[1]))
+    out["auto_best_mean_rank"] = bool(mean_rank) and min(mean_rank, key=lambda s: mean_rank[s]) == "auto"
+    return out
+
+
+def render(summary: dict[str, Any]) -> str:
+    lines = []
+    for r in summary["rows"]:
+        lines.append(f"\n{r['dataset']} · {r['model']} · {r['seeds']} seeds")
+        lines.append(
+            f"{'strategy':<10} {'AUBC mean ± std':>18} {'rank':>5} {'Δ vs margin (lo90, p)':>28} "
+            f"{'Δ vs random (lo90, p)':>28}"
+        )
+        for s, v in r["strategies"].items():
+
+            def cmp(p: dict[str, Any] | None) -> str:
+                if p is None:
+                    return "—"
+                lo = "—" if p["lower90"] is None else f"{p['lower90']:+.4f}"
+                pv = "—" if p["wilcoxon_p"] is None else f"{p['wilcoxon_p']:.2g}"
+                return f"{p['diff_mean']:+.4f} ({lo}, {pv})"
+
+            lines.append(
+                f"{s:<10} {v['aubc_mean']:>9.4f} ± {v['aubc_std']:.4f} {v['mean_rank']:>5.2f} "
+                f"{cmp(v['vs_margin']):>28} {cmp(v['vs_random']):>28}"
+            )
+    t = summary["targets"]
+    lines.append("\nmean rank over cells: " + ", ".join(f"{s} {v:.2f}" for s, v in t["mean_rank"].items()))
+    return "\n".join(lines)
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """One markdown table: AUBC mean ± std per strategy and cell, then auto's paired comparisons."""
+    rows = summary["rows"]
+    head = "| data · model | seeds | " + " | ".join(STRATEGIES) + " |"
+    lines = [head, "|" + " --- |" * (len(STRATEGIES) + 2)]
+    for r in rows:
+        cells = []
+        best = max(v["aubc_mean"] for v in r["strategies"].values())
+        for s in STRATEGIES:
+            v = r["strategies"].get(s)
+            txt = "—" if v is None else f"{v['aubc_mean']:.4f} ± {v['aubc_std']:.4f}"
+            cells.append(f"**{txt}**" if v is not None and v["aubc_mean"] == best else txt)
+        lines.append(f"| {r['dataset']} · {r['model']} | {r['seeds']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| data · model | auto − margin (lower 90 %, Wilcoxon p) | auto − random (lower 90 %, Wilcoxon p) |",
+        "| --- | --- | --- |",
+    ]
+    for r in rows:
+        a = r["strategies"]["auto"]
+
+        def cmp(p: dict[str, Any]) -> str:
+            lo = "—" if p["lower90"] is None else f"{p['lower90']:+.4f}"
+            pv = "—" if p["wilcoxon_p"] is None else f"{p['wilcoxon_p']:.2g}"
+            return f"{p['diff_mean']:+.4f} ({lo}, p={pv})"
+
+        lines.append(f"| {r['dataset']} · {r['model']} | {cmp(a['vs_margin'])} | {cmp(a['vs_random'])} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--datasets", nargs="*", default=list(SYNTHETIC + REAL))
+    ap.add_argument("--models", nargs="*", default=["logreg", "random-forest"])
+    ap.add_argument("--strategies", nargs="*", default=list(STRATEGIES))
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--summary", action="store_true", help="only summarise the cells already run")
+    ap.add_argument("--markdown", action="store_true", help="print the docs/benchmarks.md tables")
+    args = ap.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    if not args.summary:
+        for ds in args.datasets:  # build the leave-one-family-out selectors first (in this process)
+            selector_for(ds)
+        have = done_cells()
+        todo = [
+            (ds, m, s, seed)
+            for seed in range(args.seeds)
+            for ds in args.datasets
+            for m in args.models
+            for s in args.strategies
+            if (ds, m, s, seed) not in have
+        ]
+        print(f"{len(todo)} cells to run ({len(have)} done)", file=sys.stderr)
+        with ProcessPoolExecutor(max_workers=args.workers) as pool, CELLS.open("a") as fh:
+            futures = [pool.submit(run_cell, *cell) for cell in todo]
+            for i, fut in enumerate(as_completed(futures), 1):
+                r = fut.result()
+                fh.write(json.dumps(r) + "\n")
+                fh.flush()
+                if i % 20 == 0:
+                    print(f"{i}/{len(todo)} cells", file=sys.stderr)
+    summary = summarise(done_cells())
+    summary["protocol"] = {
+        "initial": INITIAL,
+        "batch": BATCH,
+        "budget": BUDGET,
+        "test_size": TEST_SIZE,
+        "embeddings": "standardised features, shared with every strategy",
+        "command": " ".join([os.path.basename(sys.argv[0])] + (argv or sys.argv[1:])),
+        "date": "2026-11-23",
+    }
+    (ROOT / "results" / "engine.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(markdown(summary) if args.markdown else render(summary))
+    print(json.dumps(summary["targets"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,457 @@
+"""``auto``, ``portfolio`` and ``learned``: strategies that learn across loops.
+
+They keep a small JSON-serialisable state (``state_dict()`` / ``load_state_dict()``) that advances once
+per loop — when ``select`` first sees a new ``ctx.loop`` it credits the rewards of the labels that
+arrived — so calling ``select`` again in the same loop gives the same batch. ``explain()`` says why the
+last batch was chosen (arm probabilities, which arm gave which records, the last reward).
+
+>>> import numpy as np
+>>> from alloop.testing import conformance_context
+>>> auto = AutoStrategy()
+>>> ids = auto.select(conformance_context(40, include={"probs", "history"}), 5)
+>>> ids.size, auto.explain().startswith("auto")
+(5, True)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+
+from alloop._validation import check_choice, check_float, check_int
+from alloop.errors import ConfigError
+from alloop.strategies._base import SelectionContext, Strategy
+from alloop.strategies._topk import top_k
+
+__all__ = ["AutoStrategy", "LearnedStrategy", "PortfolioStrategy"]
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    sd = float(x.std())
+    return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
+
+
+def _labels_by_id(ctx: SelectionContext) -> dict[Any, int]:
+    return {v: int(lab) for v, lab in zip(ctx.labeled_ids.tolist(), np.asarray(ctx.labels).tolist(), strict=False)}
+
+
+class _Stateful(Strategy):
+    """State kept across loops, created at first use (constructors only store their arguments)."""
+
+    def _state(self) -> dict[str, Any]:
+        st = self.__dict__.get("_st")
+        if st is None:
+            st = self._fresh_state()
+            self.__dict__["_st"] = st
+        return st
+
+    def _fresh_state(self) -> dict[str, Any]:
+        return {"version": 1, "loop": None, "pending": None}
+
+    def state_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable copy of the state (persist it after each selection; restore on resume)."""
+        return json.loads(json.dumps(self._state()))
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, dict) or state.get("version") != 1:
+            raise ConfigError(
+                f"{type(self).__name__}.load_state_dict() needs a dict from state_dict() (version 1); "
+                f"got {type(state).__name__}."
+            )
+        self.__dict__["_st"] = json.loads(json.dumps(state))
+
+    def explain(self) -> str:
+        """Why the last batch was chosen (empty before the first selection)."""
+        return str(self.__dict__.get("_last_reason", ""))
+
+    @property
+    def last_reason(self) -> str:
+        return self.explain()
+
+
+# ---- the learned selector as a strategy ------------------------------------------------------------------
+class LearnedStrategy(_Stateful):
+    """Learned selector: a small MLP over History + current-loop features, refit online on this project's labels.
+
+    The offline part is trained on simulated campaigns over synthetic task families (``alloop
+    meta-train``; ``weights`` = a JSON file to use instead of the shipped one). With ``online=True``, once
+    labels of its earlier picks arrive, a logistic model of "the model got this record wrong" is fit on
+    them and blended in, with weight growing with the number of outcomes seen (up to equal weight at 100).
+    """
+
+    name = "learned"
+    family = "learned"
+    needs: ClassVar[frozenset[str]] = frozenset({"probs", "history"})
+    optional_needs: ClassVar[frozenset[str]] = frozenset({"embeddings"})
+    batch_aware = True
+
+    def __init__(self, *, weights: str | None = None, online: bool = True) -> None:
+        self.weights = weights
+        self.online = online
+
+    def _selector(self) -> Any:
+        from alloop.engine.learned import load_selector
+
+        if self.weights is not None and not isinstance(self.weights, str):
+            raise ConfigError(
+                f"The 'weights' parameter of LearnedStrategy must be a path to a selector JSON file or None. "
+                f"Got {self.weights!r}."
+            )
+        if not isinstance(self.online, bool):
+            raise ConfigError(f"The 'online' parameter of LearnedStrategy must be True or False. Got {self.online!r}.")
+        return load_selector(self.weights)
+
+    def _fresh_state(self) -> dict[str, Any]:
+        return {"version": 1, "loop": None, "pending": None, "online": None}
+
+    def features(self, ctx: SelectionContext) -> np.ndarray:
+        from alloop.engine.features import record_features
+
+        return record_features(ctx, self._selector().features)
+
+    def _scores(self, ctx: SelectionContext, F: np.ndarray, state: dict[str, Any]) -> np.ndarray:
+        from alloop.engine.learned import OnlineErrorModel
+
+        sel = self._selector()
+        s = sel.score(F)
+        om = OnlineErrorModel.from_state(state.get("online"), F.shape[1])
+        if self.online and om.n >= 10 and ctx.n > 1:
+            lam = min(1.0, om.n / 100.0)
+            z_on = om.predict((F - sel.mean) / sel.scale)
+            s = _z(s) + lam * _z(z_on)
+        return np.nan_to_num(s, nan=0.0, posinf=0.0, neginf=0.0)
+
+    def _advance(self, ctx: SelectionContext) -> None:
+        from alloop.engine.learned import OnlineErrorModel
+
+        st = self._state()
+        if st["loop"] == ctx.loop:
+            return
+        pend = st.get("pending")
+        if pend and self.online:
+            labels = _labels_by_id(ctx)
+            rows = [j for j, v in enumerate(pend["ids"]) if v in labels]
+            if rows:
+                sel = self._selector()
+                F = np.asarray(pend["F"], dtype=np.float64)[rows]
+                wrong = np.array([pend["pred"][j] != labels[pend["ids"][j]] for j in rows], dtype=np.float64)
+                om = OnlineErrorModel.from_state(st.get("online"), F.shape[1])
+                om.update((F - sel.mean) / sel.scale, wrong)
+                st["online"] = om.state()
+        st["loop"], st["pending"] = ctx.loop, None
+
+    def remember(self, ctx: SelectionContext, positions: np.ndarray, F: np.ndarray | None = None) -> None:
+        """Keep the features of the records actually sent for labeling, to learn from their labels next loop."""
+        if F is None:
+            F = self.features(ctx)
+        pos = np.asarray(positions, dtype=np.int64)
+        pred = np.argmax(ctx.probs[pos], axis=1) if ctx.probs is not None else np.full(pos.size, -1)
+        self._state()["pending"] = {
+            "ids": ctx.ids[pos].tolist(),
+            "pred": [int(v) for v in pred],
+            "F": [[float(x) for x in row] for row in F[pos]],
+        }
+
+    def score(self, ctx: SelectionContext) -> np.ndarray:
+        st = copy.deepcopy(self._state())
+        saved = self.__dict__.get("_st")
+        try:
+            self.__dict__["_st"] = st
+            self._advance(ctx)
+            return self._scores(ctx, self.features(ctx), st)
+        finally:
+            self.__dict__["_st"] = saved
+
+    def select(self, ctx: SelectionContext, k: int) -> np.ndarray:
+        self._advance(ctx)
+        F = self.features(ctx)
+        scores = self._scores(ctx, F, self._state())
+        pos = top_k(scores, k)
+        self.remember(ctx, pos, F)
+        n_online = int((self._state().get("online") or {}).get("n", 0))
+        self.__dict__["_last_reason"] = f"learned selector v{self._selector().version}" + (
+            f" + online error model on {n_online} labels" if self.online and n_online >= 10 else ""
+        )
+        return ctx.ids[pos]
+
+    @classmethod
+    def _test_params(cls) -> list[dict[str, Any]]:
+        return [{}, {"online": False}]
+
+
+# ---- the bandit over strategies -------------------------------------------------------------------------
+class _Bandit(_Stateful):
+    needs: ClassVar[frozenset[str]] = frozenset({"probs", "history"})
+    optional_needs: ClassVar[frozenset[str]] = frozenset({"embeddings"})
+    batch_aware = True
+    cost = "O(n·k)"
+    family = "portfolio"
+
+    algorithm: str
+    gamma: float
+    eta: float
+    selector: str | None
+    seed: int | None
+
+    def _validate(self) -> None:
+        owner = type(self).__name__
+        from alloop.engine.portfolio import ALGORITHMS
+
+        check_choice(self.algorithm, "algorithm", owner, ALGORITHMS)
+        check_float(self.gamma, "gamma", owner, low=0.0, high=1.0)
+        check_float(self.eta, "eta", owner, low=0.0)
+        check_int(self.seed, "seed", owner, min=0, allow_none=True)
+
+    def _fresh_state(self) -> dict[str, Any]:
+        from alloop.engine.portfolio import new_state
+
+        st = new_state([])
+        st["learned"] = None
+        return st
+
+    # which arms, with what prior, on which subsets (portfolio: fixed; auto: the scheduler)
+    def _plan(self, ctx: SelectionContext) -> Any:
+        raise NotImplementedError
+
+    def _fallback(self, ctx: SelectionContext) -> str | None:
+        return None
+
+    def _arm(self, name: str) -> Strategy:
+        arms = self.__dict__.setdefault("_arms", {})
+        if name not in arms:
+            from alloop.strategies import make_strategy
+
+            arms[name] = LearnedStrategy(weights=self.selector) if name == "learned" else make_strategy(name)
+        return arms[name]
+
+    def _learned(self) -> LearnedStrategy:
+        arm = self._arm("learned")
+        assert isinstance(arm, LearnedStrategy)
+        st = self._state()
+        if st.get("learned") is not None and arm.__dict__.get("_st") is None:
+            arm.load_state_dict(st["learned"])
+        return arm
+
+    def _advance(self, ctx: SelectionContext) -> None:
+        from alloop.engine.portfolio import iw_accuracy, update
+
+        st = self._state()
+        if st["loop"] == ctx.loop:
+            return
+        pend = st.get("pending")
+        if pend:
+            labels = _labels_by_id(ctx)
+            rows = [j for j, v in enumerate(pend["ids"]) if v in labels]
+            if rows:
+                correct = np.array([pend["pred"][j] == labels[pend["ids"][j]] for j in rows], dtype=np.float64)
+                acc = iw_accuracy(correct, np.asarray(pend["q"], dtype=np.float64)[rows])
+                if st["prev_credit"] is not None and st["last_acc"] is not None:
+                    reward = acc - float(st["last_acc"])
+                    update(st, st["prev_credit"], reward=reward, algorithm=self.algorithm, eta=self.eta)
+                    st["last_reward"] = reward
+                st["prev_credit"], st["last_acc"] = pend["credit"], acc
+        st["loop"], st["pending"] = ctx.loop, None
+
+    def score(self, ctx: SelectionContext) -> np.ndarray:
+        """The probability that each candidate is in the batch's first draw (the mixture ``q``)."""
+        saved_st, saved_reason = self.__dict__.get("_st"), self.__dict__.get("_last_reason")
+        learned_st = None
+        if "_arms" in self.__dict__ and "learned" in self.__dict__["_arms"]:
+            learned_st = self.__dict__["_arms"]["learned"].__dict__.get("_st")
+        try:
+            self.__dict__["_st"] = copy.deepcopy(self._state())
+            _, q = self._choose(ctx, max(1, min(10, ctx.n)))
+            return q
+        finally:
+            self.__dict__["_st"] = saved_st
+            self.__dict__["_last_reason"] = saved_reason
+            if learned_st is not None:
+                self.__dict__["_arms"]["learned"].__dict__["_st"] = learned_st
+
+    def select(self, ctx: SelectionContext, k: int) -> np.ndarray:
+        chosen, _ = self._choose(ctx, k)
+        return ctx.ids[chosen]
+
+    def _choose(self, ctx: SelectionContext, k: int) -> tuple[np.ndarray, np.ndarray]:
+        from alloop.engine.portfolio import (
+            append_log,
+            arm_probabilities,
+            batch_credit,
+            draw_batch,
+            ensure_arms,
+            mixture,
+        )
+        from alloop.engine.schedule import candidate_subset
+        from alloop.strategies.compose import subset_context
+
+        self._validate()
+        self._advance(ctx)
+        st = self._state()
+        k = min(k, ctx.n)
+        rng = ctx.rng(self.seed)
+        fallback = self._fallback(ctx)
+        p = self._plan(ctx)
+        arms = [fallback] if fallback else p.arms
+        ensure_arms(st, arms, p.prior)
+        advice: list[np.ndarray] = []
+        for a in arms:
+            arm = self._learned() if a == "learned" else self._arm(a)
+            start = time.perf_counter()
+            if a in p.subset and p.subset[a] < ctx.n:
+                sub = candidate_subset(ctx, p.subset[a], rng)
+                picks = sub[_positions(subset_context(ctx, sub), _arm_select(arm, subset_context(ctx, sub), k))]
+            else:
+                picks = _positions(ctx, _arm_select(arm, ctx, k))
+            ran = max(p.subset.get(a, ctx.n), 1)
+            per = (time.perf_counter() - start) / ran
+            e = st["arms"][a]
+            e["seconds"] = per if e["seconds"] < 0 else 0.7 * e["seconds"] + 0.3 * per
+            advice.append(picks)
+        gamma = 0.0 if fallback else float(self.gamma)
+        pi = np.ones(1) if fallback else arm_probabilities(st, arms, self.algorithm, rng)
+        q = mixture(advice, pi, ctx.n, gamma)
+        chosen = draw_batch(q, k, rng) if k else np.empty(0, dtype=np.int64)
+        credit = batch_credit(advice, pi, chosen, n=ctx.n, gamma=gamma)
+        pred = np.argmax(ctx.probs[chosen], axis=1) if ctx.probs is not None else np.full(chosen.size, -1)
+        st["pending"] = {
+            "ids": ctx.ids[chosen].tolist(),
+            "pred": [int(v) for v in pred],
+            "q": [float(v) for v in q[chosen]],
+            "credit": {a: float(c) for a, c in zip(arms, credit, strict=True)},
+        }
+        if "learned" in arms:
+            learned = self._learned()
+            learned.remember(ctx, chosen)
+            st["learned"] = learned.state_dict()
+        from_arm = {a: int(np.isin(chosen, adv).sum()) for a, adv in zip(arms, advice, strict=True)}
+        probs = {a: round(float(v), 3) for a, v in zip(arms, pi, strict=True)}
+        append_log(st, {"loop": ctx.loop, "pi": probs, "from": from_arm, "reward": st.get("last_reward")})
+        reward = st.get("last_reward")
+        self.__dict__["_last_reason"] = (
+            f"{type(self).name}[{self.algorithm}]: "
+            + (f"fallback to {fallback} (metadata too thin); " if fallback else f"{p.reason}; ")
+            + "arm probabilities "
+            + ", ".join(f"{a}={v:.2f}" for a, v in probs.items())
+            + "; batch from "
+            + ", ".join(f"{a}:{n}" for a, n in from_arm.items() if n)
+            + (f"; last reward {reward:+.4f}" if reward is not None else "")
+        )
+        return chosen, q
+
+
+def _arm_select(arm: Strategy, ctx: SelectionContext, k: int) -> np.ndarray:
+    if type(arm).select is Strategy.select:
+        return ctx.ids[top_k(arm.score(ctx), k)]
+    return arm.select(ctx, k)
+
+
+def _positions(ctx: SelectionContext, ids: np.ndarray) -> np.ndarray:
+    where = {v: j for j, v in enumerate(ctx.ids.tolist())}
+    return np.array([where[v] for v in np.asarray(ids).tolist()], dtype=np.int64)
+
+
+class PortfolioStrategy(_Bandit):
+    """Portfolio: an ALBL-style bandit (EXP4.P or Thompson sampling) over a fixed set of strategies.
+
+    ``arms`` are strategy specs; those whose needs are not shared this loop are left out. Rewards are
+    importance-weighted accuracy changes measured on the queried records (no held-out labels needed).
+    ``selector`` is the learned arm's weights file (default: the shipped selector).
+    """
+
+    name = "portfolio"
+
+    def __init__(
+        self,
+        *,
+        arms: tuple[str, ...] = ("margin", "entropy", "random", "learned"),
+        algorithm: str = "exp4p",
+        gamma: float = 0.1,
+        eta: float = 2.0,
+        selector: str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.arms = arms
+        self.algorithm = algorithm
+        self.gamma = gamma
+        self.eta = eta
+        self.selector = selector
+        self.seed = seed
+
+    def _plan(self, ctx: SelectionContext) -> Any:
+        from alloop.engine.schedule import Plan
+        from alloop.strategies import make_strategy
+
+        if not isinstance(self.arms, tuple) or not self.arms or not all(isinstance(a, str) for a in self.arms):
+            raise ConfigError(
+                f"The 'arms' parameter of PortfolioStrategy must be a non-empty tuple of strategy specs. "
+                f"Got {self.arms!r}."
+            )
+        have = set(ctx.available) | {"labels"}
+        arms = [a for a in self.arms if make_strategy(a).needs <= have]
+        arms = arms or ["random"]
+        return Plan(arms=arms, prior={a: 1.0 / len(arms) for a in arms}, phase="fixed arms")
+
+    @classmethod
+    def _test_params(cls) -> list[dict[str, Any]]:
+        return [{}, {"algorithm": "thompson", "arms": ("margin", "random", "coreset"), "seed": 3}]
+
+
+class AutoStrategy(_Bandit):
+    """auto: scheduler → portfolio over the eligible strategies (learned selector included), margin when thin.
+
+    The scheduler (:mod:`alloop.engine.schedule`) picks eligible arms and prior weights from the labeled-set
+    size, the metadata shared, the pool size and measured seconds against ``max_selection_seconds``;
+    costly arms run on ``max_candidates`` candidates when the pool is larger. With probabilities only and
+    a single INFER pass behind it, ``auto`` is plain margin sampling. ``selector`` is the learned arm's
+    weights file (default: the shipped selector).
+    """
+
+    name = "auto"
+
+    def __init__(
+        self,
+        *,
+        algorithm: str = "exp4p",
+        gamma: float = 0.1,
+        eta: float = 2.0,
+        max_selection_seconds: float | None = None,
+        max_candidates: int = 20_000,
+        selector: str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.algorithm = algorithm
+        self.gamma = gamma
+        self.eta = eta
+        self.max_selection_seconds = max_selection_seconds
+        self.max_candidates = max_candidates
+        self.selector = selector
+        self.seed = seed
+
+    def _plan(self, ctx: SelectionContext) -> Any:
+        from alloop.engine.schedule import plan
+
+        owner = "AutoStrategy"
+        check_float(self.max_selection_seconds, "max_selection_seconds", owner, low=0.0, allow_none=True)
+        check_int(self.max_candidates, "max_candidates", owner, min=1)
+        st = self._state()
+        timings = {a: float(e["seconds"]) for a, e in st["arms"].items() if e["seconds"] > 0}
+        return plan(
+            ctx,
+            seconds_per_candidate=timings,
+            max_selection_seconds=self.max_selection_seconds,
+            max_candidates=self.max_candidates,
+        )
+
+    def _fallback(self, ctx: SelectionContext) -> str | None:
+        """Margin while there is no history behind the probabilities and no embeddings to use instead."""
+        count = None if ctx.history is None else ctx.history.get("count")
+        thin = count is None or count.size == 0 or float(np.max(count)) <= 1.0
+        return "margin" if thin and ctx.embeddings is None else None
+
+    @classmethod
+    def _test_params(cls) -> list[dict[str, Any]]:
+        return [{}, {"algorithm": "thompson", "max_candidates": 8, "seed": 2}]

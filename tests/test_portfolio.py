@@ -1,0 +1,178 @@
+"""The portfolio: bandit maths, reward bookkeeping, state persistence, determinism, bounded state."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from alloop import SelectionEngine, Snapshot
+from alloop.engine.portfolio import (
+    LOG_CAP,
+    arm_probabilities,
+    batch_credit,
+    draw_batch,
+    iw_accuracy,
+    mixture,
+    new_state,
+    update,
+)
+from alloop.errors import ConfigError
+from alloop.records import RecordState
+from alloop.strategies import make_strategy
+from alloop.strategies.auto import PortfolioStrategy
+from alloop.testing import conformance_context
+
+
+def test_mixture_is_a_distribution_with_an_exploration_floor():
+    q = mixture([np.array([0, 1]), np.array([1, 2])], np.array([0.5, 0.5]), n=10, gamma=0.2)
+    assert q.sum() == pytest.approx(1.0)
+    assert q.min() == pytest.approx(0.02)  # gamma / n for records no arm advises
+    assert q[1] == pytest.approx(0.8 * (0.25 + 0.25) + 0.02)  # advised by both arms
+
+
+def test_draw_batch_is_distinct_and_seeded():
+    q = mixture([np.arange(5)], np.ones(1), n=50, gamma=0.1)
+    a = draw_batch(q, 8, np.random.default_rng(1))
+    b = draw_batch(q, 8, np.random.default_rng(1))
+    assert np.array_equal(a, b) and len(set(a.tolist())) == 8
+
+
+def test_iw_accuracy_reweights_by_inverse_query_probability():
+    # a record queried with probability 0.1 counts 9 times as much as one queried with 0.9
+    assert iw_accuracy(np.array([1, 0]), np.array([0.1, 0.9])) == pytest.approx(0.9)
+    assert iw_accuracy(np.array([1, 1, 0]), np.full(3, 0.2)) == pytest.approx(2 / 3)
+
+
+def test_credit_goes_to_the_arms_that_advised_the_batch():
+    advice = [np.array([0, 1]), np.array([2, 3])]
+    credit = batch_credit(advice, np.array([0.5, 0.5]), np.array([0, 1]), n=4, gamma=0.0)
+    assert credit[0] > 0 and credit[1] == 0
+    st = new_state(["a", "b"])
+    update(st, credit, reward=0.05, algorithm="exp4p", eta=2.0, arms=["a", "b"])
+    p = arm_probabilities(st, ["a", "b"], "exp4p", np.random.default_rng(0))
+    assert p[0] > 0.5 > p[1]
+    update(st, {"a": 0.0, "b": 2.0}, reward=-0.05, algorithm="exp4p", eta=2.0)
+    assert st["arms"]["b"]["log_w"] < st["arms"]["a"]["log_w"]
+    assert st["arms"]["b"]["sum"] < 0 < st["arms"]["a"]["sum"]
+
+
+def test_thompson_prefers_the_arm_with_higher_rewards():
+    st = new_state(["good", "bad"])
+    for _ in range(30):
+        update(st, {"good": 1.0}, reward=0.05, algorithm="thompson", eta=1.0)
+        update(st, {"bad": 1.0}, reward=-0.05, algorithm="thompson", eta=1.0)
+    rng = np.random.default_rng(0)
+    picks = [int(np.argmax(arm_probabilities(st, ["good", "bad"], "thompson", rng))) for _ in range(50)]
+    assert picks.count(0) >= 45
+
+
+def _engine(strategy, n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    eng = SelectionEngine(strategy=strategy, seed=seed, classes=[0, 1, 2])
+    eng.add_records(np.arange(n))
+    y = rng.integers(0, 3, size=n)
+    return eng, y, rng
+
+
+def _probs(rng, n):
+    p = rng.dirichlet(np.ones(3), size=n)
+    return p
+
+
+def _run(strategy, loops=4, seed=0):
+    eng, y, rng = _engine(strategy, seed=seed)
+    chosen = []
+    for loop in range(loops):
+        unl = eng.pool.ids(RecordState.UNLABELED)
+        eng.ingest(Snapshot(ids=unl, probs=_probs(rng, unl.size)), loop=loop)
+        sel = eng.recommend(5, loop=loop)
+        chosen.append(sel.ids.tolist())
+        eng.observe_labels(sel.ids, y[sel.ids])
+    return eng, y, chosen
+
+
+def test_reward_is_the_change_in_importance_weighted_accuracy():
+    strat = PortfolioStrategy(seed=1)
+    eng, y, _ = _run(strat, loops=1)
+    pend0 = strat.state_dict()["pending"]
+    rng = np.random.default_rng(5)
+    unl = eng.pool.ids(RecordState.UNLABELED)
+    eng.ingest(Snapshot(ids=unl, probs=_probs(rng, unl.size)), loop=1)
+    sel = eng.recommend(5, loop=1)
+    st1 = strat.state_dict()
+    correct0 = np.array([p == y[i] for i, p in zip(pend0["ids"], pend0["pred"], strict=True)], dtype=float)
+    acc0 = iw_accuracy(correct0, np.array(pend0["q"]))
+    assert st1["last_acc"] == pytest.approx(acc0)
+    assert st1["prev_credit"] == pend0["credit"]
+    assert "last_reward" not in st1  # a reward needs two accuracy estimates
+    eng.observe_labels(sel.ids, y[sel.ids])
+    unl = eng.pool.ids(RecordState.UNLABELED)
+    eng.ingest(Snapshot(ids=unl, probs=_probs(rng, unl.size)), loop=2)
+    eng.recommend(5, loop=2)
+    st2 = strat.state_dict()
+    pend1 = st1["pending"]
+    correct1 = np.array([p == y[i] for i, p in zip(pend1["ids"], pend1["pred"], strict=True)], dtype=float)
+    acc1 = iw_accuracy(correct1, np.array(pend1["q"]))
+    assert st2["last_reward"] == pytest.approx(acc1 - acc0)
+    assert st2["last_acc"] == pytest.approx(acc1)
+    # the arms that gave loop 0's batch got the reward, in proportion to their credit
+    for arm, g in pend0["credit"].items():
+        before, after = st1["arms"][arm]["sum"], st2["arms"][arm]["sum"]
+        share = g / sum(pend0["credit"].values())
+        assert after - before == pytest.approx(share * (acc1 - acc0))
+
+
+@pytest.mark.parametrize("algorithm", ["exp4p", "thompson"])
+def test_deterministic_for_a_seed_and_resumable_from_the_state(algorithm):
+    _, _, a = _run(PortfolioStrategy(algorithm=algorithm, seed=3), loops=4)
+    _, _, b = _run(PortfolioStrategy(algorithm=algorithm, seed=3), loops=4)
+    assert a == b
+    # resume: a fresh strategy loaded with the JSON state after loop 1 continues identically
+    first = PortfolioStrategy(algorithm=algorithm, seed=3)
+    eng, y, chosen = _run(first, loops=2)
+    state = json.loads(json.dumps(first.state_dict()))
+    second = PortfolioStrategy(algorithm=algorithm, seed=3)
+    second.load_state_dict(state)
+    eng.strategy = second
+    rng = np.random.default_rng(9)
+    unl = eng.pool.ids(RecordState.UNLABELED)
+    snap = Snapshot(ids=unl, probs=_probs(rng, unl.size))
+    eng.ingest(snap, loop=2)
+    resumed = eng.recommend(5, loop=2).ids.tolist()
+    eng.strategy = first
+    assert eng.recommend(5, loop=2).ids.tolist() == resumed
+
+
+def test_state_does_not_grow_with_the_number_of_loops():
+    strat = PortfolioStrategy(arms=("margin", "random"), seed=0)
+    eng, y, rng = _engine(strat, n=400)
+    sizes = []
+    for loop in range(60):
+        unl = eng.pool.ids(RecordState.UNLABELED)
+        eng.ingest(Snapshot(ids=unl, probs=_probs(rng, unl.size)), loop=loop)
+        sel = eng.recommend(5, loop=loop)
+        eng.observe_labels(sel.ids, y[sel.ids])
+        sizes.append(len(json.dumps(strat.state_dict())))
+    assert len(strat.state_dict()["log"]) == LOG_CAP
+    assert max(sizes[40:]) < 1.1 * min(sizes[40:])
+
+
+def test_bad_parameters_are_reported_at_first_use():
+    eng, _, rng = _engine(PortfolioStrategy(algorithm="ucb"))
+    eng.ingest(Snapshot(ids=np.arange(60), probs=_probs(rng, 60)))
+    with pytest.raises(ConfigError, match="'algorithm' parameter of PortfolioStrategy"):
+        eng.recommend(3)
+    with pytest.raises(ConfigError, match="'arms' parameter"):
+        make_strategy("portfolio(arms='margin')").select(conformance_context(10, include={"probs", "history"}), 2)
+    with pytest.raises(ConfigError, match="load_state_dict"):
+        PortfolioStrategy().load_state_dict({"version": 99})
+
+
+def test_reason_names_the_arms_and_their_weights():
+    strat = PortfolioStrategy(seed=0)
+    _run(strat, loops=3)
+    text = strat.explain()
+    assert text.startswith("portfolio[exp4p]") and "margin=" in text and "batch from" in text
+    assert "last reward" in text or "reward" not in text
