@@ -224,26 +224,39 @@ def _baseline(specs: list[str]) -> str:
     return specs[0]
 
 
-def simulate(
-    data: str | os.PathLike[str] | Dataset,
-    model: str = "logreg",
-    strategies: Sequence[str] = ("random",),
-    initial: int = 20,
-    batch: int = 10,
-    budget: int = 200,
-    seeds: int = 5,
-    test_size: float = 0.3,
-    target: str | None = None,
-    progress: bool | None = None,
-) -> dict[str, Any]:
-    """Run every strategy on ``seeds`` paired splits; return the protocol and per-strategy results.
+@dataclass(frozen=True)
+class SimulationSetup:
+    """Validated arguments of a simulation and what follows from them (shared by the Dask path)."""
 
-    ``data`` is a built-in data set name, a file path (see :func:`alloop.datasets.load_dataset`) or a
-    :class:`~alloop.datasets.Dataset`. Per strategy spec (exactly as given) the results hold
-    ``aubc_mean``, ``aubc_std`` (population std over seeds), ``aubc_per_seed``, ``final_accuracy_mean``,
-    ``labels``, ``curve_mean``, ``curve_std``, ``seconds`` and ``paired_vs`` (the comparison with the
-    baseline: the ``random`` spec when given, else the first spec; ``None`` for the baseline itself).
-    """
+    data: Any
+    dataset: Dataset
+    model: str
+    specs: list[str]
+    initial: int
+    batch: int
+    budget: int
+    seeds: int
+    test_size: float
+    target: str | None
+    n: int
+    n_train: int
+    n_test: int
+    baseline: str
+    n_points: int
+
+
+def prepare(
+    data: str | os.PathLike[str] | Dataset,
+    model: str,
+    strategies: Sequence[str],
+    initial: int,
+    batch: int,
+    budget: int,
+    seeds: int,
+    test_size: float,
+    target: str | None,
+) -> SimulationSetup:
+    """Check every argument (ConfigError naming the parameter) and load the data."""
     initial = check_int(initial, "initial", OWNER, min=1)
     batch = check_int(batch, "batch", OWNER, min=1)
     budget = check_int(budget, "budget", OWNER, min=1)
@@ -290,32 +303,33 @@ def simulate(
     baseline = _baseline(specs)
     n_points = _n_points(n_train, initial, batch, budget)
 
-    curves = {spec: np.zeros((seeds, n_points)) for spec in specs}
-    seconds = dict.fromkeys(specs, 0.0)
-    labels_axis: list[int] = []
-    bar = _Progress(enabled=bool(progress), total=seeds * len(specs) * n_points)
-    with bar:
-        for s in range(seeds):
-            train, test, init = paired_split(dataset.y, s, test_size, initial)
-            for spec in specs:
-                bar.describe(f"{spec} · seed {s + 1}/{seeds}")
-                start = time.perf_counter()
-                trace = run_campaign(
-                    dataset,
-                    model,
-                    spec,
-                    train=train,
-                    test=test,
-                    initial_rows=init,
-                    batch=batch,
-                    budget=budget,
-                    seed=s,
-                    advance=bar.advance,
-                )
-                seconds[spec] += time.perf_counter() - start
-                curves[spec][s] = trace.accuracy
-                labels_axis = trace.labels
+    return SimulationSetup(
+        data,
+        dataset,
+        model,
+        specs,
+        initial,
+        batch,
+        budget,
+        seeds,
+        test_size,
+        target,
+        n,
+        n_train,
+        n_test,
+        baseline,
+        n_points,
+    )
 
+
+def assemble(
+    setup: SimulationSetup, curves: dict[str, np.ndarray], seconds: dict[str, float], labels_axis: list[int]
+) -> dict[str, Any]:
+    """The result contract of ``alloop simulate`` from per-seed accuracy curves."""
+    specs, baseline, data, dataset = setup.specs, setup.baseline, setup.data, setup.dataset
+    model, initial, batch, budget = setup.model, setup.initial, setup.batch, setup.budget
+    seeds, test_size, target = setup.seeds, setup.test_size, setup.target
+    n, n_train, n_test = setup.n, setup.n_train, setup.n_test
     aubc = {spec: curves[spec].mean(axis=1) for spec in specs}
     results: dict[str, Any] = {}
     for spec in specs:
@@ -347,6 +361,58 @@ def simulate(
         "baseline": baseline,
     }
     return {"protocol": protocol, "results": results}
+
+
+def simulate(
+    data: str | os.PathLike[str] | Dataset,
+    model: str = "logreg",
+    strategies: Sequence[str] = ("random",),
+    initial: int = 20,
+    batch: int = 10,
+    budget: int = 200,
+    seeds: int = 5,
+    test_size: float = 0.3,
+    target: str | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Run every strategy on ``seeds`` paired splits; return the protocol and per-strategy results.
+
+    ``data`` is a built-in data set name, a file path (see :func:`alloop.datasets.load_dataset`) or a
+    :class:`~alloop.datasets.Dataset`. Per strategy spec (exactly as given) the results hold
+    ``aubc_mean``, ``aubc_std`` (population std over seeds), ``aubc_per_seed``, ``final_accuracy_mean``,
+    ``labels``, ``curve_mean``, ``curve_std``, ``seconds`` and ``paired_vs`` (the comparison with the
+    baseline: the ``random`` spec when given, else the first spec; ``None`` for the baseline itself).
+    """
+    setup = prepare(data, model, strategies, initial, batch, budget, seeds, test_size, target)
+    dataset, specs, n_points = setup.dataset, setup.specs, setup.n_points
+    initial, batch, budget, seeds, test_size = setup.initial, setup.batch, setup.budget, setup.seeds, setup.test_size
+    curves = {spec: np.zeros((seeds, n_points)) for spec in specs}
+    seconds = dict.fromkeys(specs, 0.0)
+    labels_axis: list[int] = []
+    bar = _Progress(enabled=bool(progress), total=seeds * len(specs) * n_points)
+    with bar:
+        for s in range(seeds):
+            train, test, init = paired_split(dataset.y, s, test_size, initial)
+            for spec in specs:
+                bar.describe(f"{spec} · seed {s + 1}/{seeds}")
+                start = time.perf_counter()
+                trace = run_campaign(
+                    dataset,
+                    model,
+                    spec,
+                    train=train,
+                    test=test,
+                    initial_rows=init,
+                    batch=batch,
+                    budget=budget,
+                    seed=s,
+                    advance=bar.advance,
+                )
+                seconds[spec] += time.perf_counter() - start
+                curves[spec][s] = trace.accuracy
+                labels_axis = trace.labels
+
+    return assemble(setup, curves, seconds, labels_axis)
 
 
 class _Progress:
