@@ -273,3 +273,48 @@ def test_campaign_snapshot_file_matches_engine(client, tmp_path):
     assert select_from_snapshot(path, ids, "margin", 5) is None  # no cluster configured: the engine ranks
     assert select_from_snapshot(path, ids[1:], "margin", 5, cluster=client) is None  # candidates changed
     assert select_from_snapshot(path, ids, "coreset", 5, cluster=client) is None  # not per-record
+
+
+def test_campaign_on_a_cluster_selects_exactly_like_the_engine(client, tmp_path):
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from alloop.labeling import SimulatedOracle
+    from alloop.loop import Campaign, SklearnLearner
+
+    X, y = load_iris(return_X_y=True)
+    ids = np.arange(0, 150, 2)
+
+    def make(path, **kw):
+        learner = SklearnLearner(LogisticRegression(max_iter=500), X[ids], ids, classes=[0, 1, 2])
+        oracle = SimulatedOracle(truth=dict(zip(ids.tolist(), y[ids].tolist(), strict=True)))
+        return Campaign(path, learner=learner, labeler=oracle, pool=ids, classes=[0, 1, 2],
+                        initial=6, batch_size=4, max_loops=4, seed=2, **kw)  # fmt: skip
+
+    local = make(tmp_path / "local")
+    local.run()
+    dask = make(tmp_path / "dask", cluster=client)
+    dask.run()
+    assert dask.store.selections() == local.store.selections()
+    assert any("on Dask" in row["reason"] for row in dask.loops())  # the cluster really ranked some loops
+
+
+def test_engine_service_ranks_on_the_cluster_like_the_engine(client, tmp_path):
+    from alloop import Snapshot
+    from alloop.engine.service import EngineService, arrow_ipc_bytes
+
+    rng = np.random.default_rng(5)
+    ids = np.arange(500, 1100)
+    probs = rng.dirichlet([0.5, 0.5, 0.5], size=ids.size)
+    results = {}
+    for name, cluster in (("plain", None), ("dask", client)):
+        svc = EngineService(f"sqlite:///{tmp_path}/{name}.db", tmp_path / name, cluster=cluster)
+        pid, _ = svc.create_project(name=name, classes=[0, 1, 2])
+        svc.add_records(pid, ids)
+        for c, part in enumerate(np.array_split(np.arange(ids.size), 3)):
+            svc.put_chunk(pid, 0, c, arrow_ipc_bytes(Snapshot(ids=ids[part], probs=probs[part]).to_arrow()))
+        svc.commit_snapshot(pid, 0, 3)
+        results[name] = svc.recommend(pid, 25, strategy="margin", loop=1)
+        svc.close()
+    assert results["dask"].ids.tolist() == results["plain"].ids.tolist()
+    assert "on Dask" in results["dask"].reason and "on Dask" not in results["plain"].reason

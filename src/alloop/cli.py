@@ -148,6 +148,9 @@ def serve(
         str | None, typer.Option("--db", help="Database URL: sqlite:///path (default) or postgresql+psycopg://…")
     ] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where snapshots and id files are kept.")] = None,
+    cluster: Annotated[
+        str | None, typer.Option("--cluster", help="Dask scheduler (local:N or tcp://host:port) for large pools.")
+    ] = None,
 ) -> None:
     """Run the selection engine as a service (needs: pip install 'alloop[server]'). Admin token: ALLOOP_ADMIN_TOKEN."""
     from dataclasses import replace
@@ -160,6 +163,13 @@ def serve(
         settings = replace(settings, db_url=db)
     if data_dir is not None:
         settings = replace(settings, data_dir=str(data_dir))
+    if cluster is not None:
+        import os
+
+        from alloop.scale import parse_cluster
+
+        parse_cluster(cluster)  # a clear error for a bad spec, before serving
+        os.environ["ALLOOP_DASK_SCHEDULER"] = cluster
     if settings.admin_token is None:
         err_console.print("[yellow]ALLOOP_ADMIN_TOKEN is not set: no one can create projects.[/]")
     console.print(f"alloop engine on http://{host}:{port} (database {settings.database_url.split('@')[-1]})")

@@ -104,7 +104,8 @@ def _atomic_write_parquet(table: Any, path: Path) -> str:
 class EngineService:
     """Selection engines for many projects, persisted in a database (SQLite or PostgreSQL) plus Parquet files."""
 
-    def __init__(self, url: str, data_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, url: str, data_dir: str | os.PathLike[str], *, cluster: Any = None) -> None:
+        self.cluster = cluster  # a Dask cluster spec or Client: per-record strategies rank the stored snapshot there
         self.url = url
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -492,7 +493,7 @@ class EngineService:
                 note = f" (switched from {strat.spec}: expected {per * n:.2f}s > time budget {time_budget:.2f}s)"
                 strat = make_strategy("margin")
             t0 = time.perf_counter()
-            sel = eng.recommend(k, strategy=strat, loop=loop)
+            sel = self._recommend_on_cluster(pid, eng, strat, k, loop) or eng.recommend(k, strategy=strat, loop=loop)
             seconds = time.perf_counter() - t0
             self._cost[(pid, strat.spec)] = seconds / max(n, 1)
             if note:
@@ -511,6 +512,31 @@ class EngineService:
                     )
                 )
         return sel
+
+    def _recommend_on_cluster(self, pid: str, eng: SelectionEngine, strat: Any, k: int, loop: int | None) -> Any:
+        """Rank the latest committed snapshot on Dask (``cluster`` or ALLOOP_DASK_SCHEDULER); None = use the engine."""
+        if self.cluster is None and not os.environ.get("ALLOOP_DASK_SCHEDULER"):
+            return None
+        with self.db.connect() as conn:
+            last = conn.execute(
+                sa.select(S.snapshots.c.loop, S.snapshots.c.n_chunks)
+                .where(S.snapshots.c.project_id == pid)
+                .order_by(S.snapshots.c.loop.desc())
+                .limit(1)
+            ).first()
+        if last is None:
+            return None
+        from alloop.scale import select_from_snapshot
+
+        paths = [str(self._chunk_path(pid, last.loop, c)) for c in range(last.n_chunks)]
+        loop = eng.loop if loop is None else loop
+        hooked = select_from_snapshot(
+            paths, eng.pool.ids(RecordState.UNLABELED), strat, k, cluster=self.cluster, seed=eng.seed, loop=loop
+        )
+        if hooked is None:
+            return None
+        reason = f"{hooked.strategy}: top {len(hooked.ids)} ranked on Dask over the loop-{last.loop} snapshot"
+        return Selection(hooked.ids, hooked.scores, hooked.strategy, reason, loop)
 
     # ---- reading ----------------------------------------------------------------------------------------
     def status(self, pid: str) -> dict[str, Any]:

@@ -149,6 +149,8 @@ class Campaign:
     label_timeout seconds after which a partial batch is trained on (the rest stay pending)
     stop_when    stopping criteria (names from ``alloop.engine.stopping.CRITERIA``) that end the campaign
                  when they fire, e.g. ``["stabilizing-predictions"]``; ``alloop report`` shows them all
+    cluster      a Dask cluster (``local:2``, ``tcp://host:port`` or a distributed.Client) that ranks per-record
+                 strategies over the stored snapshot (machine-specific: not stored, pass it again on resume)
     compute_saving  warm-start/incremental training between periodic full retrains and inference only
                  where it can change the decision (see docs/compute.md); TrainReport.mode says what ran
     overwrite    start afresh in a directory that already holds a campaign
@@ -196,6 +198,7 @@ class Campaign:
         sharing: SharingPolicy | None = None,
         stop_when: Any = None,
         compute_saving: bool = False,
+        cluster: Any = None,
     ) -> None:
         owner = "Campaign"
         config = {
@@ -279,6 +282,7 @@ class Campaign:
             if holdout_ids is not None:
                 store.insert_records(conn, all_idx[pool_ids.size :], holdout_ids, RecordState.EVAL, 0)
         self._attach(store, sel_engine, learner, labeler, review if callable(review) else None)
+        self.cluster = cluster
 
     # ---- construction --------------------------------------------------------------------------
     @staticmethod
@@ -356,6 +360,7 @@ class Campaign:
         labeler: LabelProvider,
         review: Callable[[Selection], Any] | None = None,
         token: str | None = None,
+        cluster: Any = None,
     ) -> Campaign:
         """Reopen a campaign where it stopped: pool, labels and History are rebuilt from the store.
 
@@ -400,6 +405,7 @@ class Campaign:
             engine.sync(snapshots)
         self = cls.__new__(cls)
         self._attach(store, engine, learner, labeler, review)
+        self.cluster = cluster
         state = store.get_meta("strategy_state")
         load_state = getattr(engine.strategy, "load_state_dict", None)
         if state is not None and callable(load_state):
@@ -561,9 +567,37 @@ class Campaign:
         if cfg["budget"] is not None:
             k = min(k, cfg["budget"] - self.n_labeled - self.n_pending)
         t0 = time.process_time()
-        sel = self.engine.recommend(k, loop=loop)
+        sel = self._recommend_on_cluster(k, loop)
+        if sel is None:
+            sel = self.engine.recommend(k, loop=loop)
         self._select_cpu = time.process_time() - t0
         return sel
+
+    def _recommend_on_cluster(self, k: int, loop: int) -> Selection | None:
+        """With a Dask cluster (``cluster=`` or ALLOOP_DASK_SCHEDULER), rank the stored snapshot there; None
+        when the engine must do it (no cluster, a strategy that is not per-record, or a snapshot that does not
+        cover exactly the current candidates). The result equals the engine's (tested)."""
+        if getattr(self, "cluster", None) is None and not os.environ.get("ALLOOP_DASK_SCHEDULER"):
+            return None
+        path = self.store.snapshot_path(loop - 1)
+        if not path.exists():
+            return None
+        from alloop.scale import select_from_snapshot
+
+        cfg = self.config
+        hooked = select_from_snapshot(
+            path,
+            self.engine.pool.ids(RecordState.UNLABELED),
+            cfg["strategy"],
+            k,
+            cluster=self.cluster,
+            seed=cfg["seed"],
+            loop=loop,
+        )
+        if hooked is None:
+            return None
+        reason = f"{hooked.strategy}: top {len(hooked.ids)} ranked on Dask over the loop-{loop - 1} snapshot"
+        return Selection(ids=hooked.ids, scores=hooked.scores, strategy=hooked.strategy, reason=reason, loop=loop)
 
     def _select(self, loop: int) -> StepResult:
         self._select_cpu = 0.0
