@@ -15,7 +15,7 @@ import numpy as np
 
 from alloop.strategies._topk import top_k
 
-__all__ = ["COST_CLASSES", "NEEDS", "SelectionContext", "Strategy"]
+__all__ = ["COST_CLASSES", "NEEDS", "Parameterized", "SelectionContext", "Strategy"]
 
 #: What a strategy may declare in ``needs``. ``labels`` = it reads ``labeled_ids``/``labels``.
 NEEDS = frozenset({"probs", "embeddings", "samples", "history", "labels"})
@@ -78,32 +78,13 @@ class SelectionContext:
         return np.random.default_rng([self.seed if seed is None else seed, self.loop])
 
 
-class Strategy:
-    """Base class of pool strategies.
-
-    Subclasses set ``name`` (the registry key), ``needs`` (metadata kinds required, from :data:`NEEDS`)
-    and implement ``score``; they may override ``select`` for batch-aware selection (then set
-    ``batch_aware = True``). ``cost`` is one of :data:`COST_CLASSES`.
-    """
+class Parameterized:
+    """Parameters read back from the keyword-only ``__init__`` signature (scikit-learn style), a canonical spec
+    string that :func:`make_strategy` parses back, and a one-line description — shared by pool strategies,
+    stream strategies and budget managers."""
 
     name: ClassVar[str] = ""
-    kind: ClassVar[str] = "pool"
-    needs: ClassVar[frozenset[str]] = frozenset()
-    #: metadata used when available but not required (the engine passes it only if every candidate has it)
-    optional_needs: ClassVar[frozenset[str]] = frozenset()
-    task_types: ClassVar[frozenset[str]] = frozenset({"classification"})
-    family: ClassVar[str] = ""
-    batch_aware: ClassVar[bool] = False
-    cost: ClassVar[str] = "O(n)"
 
-    def score(self, ctx: SelectionContext) -> np.ndarray:
-        raise NotImplementedError(f"{type(self).__name__} must implement score(ctx)")
-
-    def select(self, ctx: SelectionContext, k: int) -> np.ndarray:
-        """Ids of the ``k`` candidates to label first (all of them if fewer than ``k``)."""
-        return ctx.ids[top_k(self.score(ctx), k)]
-
-    # ---- parameters (scikit-learn style) ------------------------------------------------------
     @classmethod
     def _param_names(cls) -> list[str]:
         sig = inspect.signature(cls.__init__)
@@ -130,6 +111,37 @@ class Strategy:
         return f"{type(self).__name__}({params})"
 
     @classmethod
+    def describe(cls) -> str:
+        doc = inspect.getdoc(cls) or ""
+        return doc.splitlines()[0] if doc else ""
+
+
+class Strategy(Parameterized):
+    """Base class of pool strategies.
+
+    Subclasses set ``name`` (the registry key), ``needs`` (metadata kinds required, from :data:`NEEDS`)
+    and implement ``score``; they may override ``select`` for batch-aware selection (then set
+    ``batch_aware = True``). ``cost`` is one of :data:`COST_CLASSES`.
+    """
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = "pool"
+    needs: ClassVar[frozenset[str]] = frozenset()
+    #: metadata used when available but not required (the engine passes it only if every candidate has it)
+    optional_needs: ClassVar[frozenset[str]] = frozenset()
+    task_types: ClassVar[frozenset[str]] = frozenset({"classification"})
+    family: ClassVar[str] = ""
+    batch_aware: ClassVar[bool] = False
+    cost: ClassVar[str] = "O(n)"
+
+    def score(self, ctx: SelectionContext) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement score(ctx)")
+
+    def select(self, ctx: SelectionContext, k: int) -> np.ndarray:
+        """Ids of the ``k`` candidates to label first (all of them if fewer than ``k``)."""
+        return ctx.ids[top_k(self.score(ctx), k)]
+
+    @classmethod
     def _test_params(cls) -> list[dict[str, Any]]:
         """Parameter sets the conformance suite builds this strategy with."""
         return [{}]
@@ -139,7 +151,3 @@ class Strategy:
         """Conformance checks this strategy is exempt from: check name -> reason."""
         return {}
 
-    @classmethod
-    def describe(cls) -> str:
-        doc = inspect.getdoc(cls) or ""
-        return doc.splitlines()[0] if doc else ""

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import bisect
 import importlib
-import inspect
 import math
 import numbers
 import pkgutil
@@ -45,6 +44,7 @@ import numpy as np
 
 from alloop._validation import check_choice, check_float, check_int
 from alloop.errors import ConfigError
+from alloop.strategies._base import Parameterized
 from alloop.strategies._registry import parse_spec
 from alloop.strategies.uncertainty import entropy_scores, least_confidence_scores, margin_scores
 
@@ -145,42 +145,12 @@ def _check_fraction(value: Any, name: str, owner: str) -> float:
     return float(value)
 
 
-class _Component:
-    """Parameters read from the ``__init__`` signature (scikit-learn style), a spec string and a description."""
+class _Component(Parameterized):
+    """Parameters, spec and description come from :class:`Parameterized`; state is built lazily."""
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = ""
     family: ClassVar[str] = ""
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind == p.KEYWORD_ONLY]
-
-    def get_params(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    @property
-    def spec(self) -> str:
-        """Canonical spec string, e.g. ``stream-random(seed=3)``; parsed back by ``make_*``."""
-        defaults = {
-            p.name: p.default
-            for p in inspect.signature(type(self).__init__).parameters.values()
-            if p.default is not inspect.Parameter.empty
-        }
-        changed = {k: v for k, v in self.get_params().items() if defaults.get(k, object()) != v}
-        if not changed:
-            return self.name
-        return f"{self.name}(" + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"
-
-    @classmethod
-    def describe(cls) -> str:
-        doc = inspect.getdoc(cls) or ""
-        return doc.splitlines()[0] if doc else ""
 
     @classmethod
     def _test_params(cls) -> list[dict[str, Any]]:
