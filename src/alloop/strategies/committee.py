@@ -21,8 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from alloop.strategies._base import SelectionContext, Strategy
-from alloop.strategies.bayesian import _as_samples, _entr, _samples_of, _votes
+from alloop.strategies.bayesian import _as_samples, _entr, _SampleStrategy, _votes
 from alloop.strategies.uncertainty import margin_scores
 
 __all__ = [
@@ -86,18 +85,10 @@ def js_divergence_scores(samples: np.ndarray) -> np.ndarray:
     return np.maximum(total / (s * (s - 1) / 2), 0.0)
 
 
-class _CommitteeStrategy(Strategy):
-    needs: ClassVar[frozenset[str]] = frozenset({"samples"})
+class _CommitteeStrategy(_SampleStrategy):
+    """Same contract as the Bayesian sample strategies (score = f(samples)); only the family differs."""
+
     family: ClassVar[str] = "committee"
-
-    def __init__(self) -> None:
-        pass
-
-    def _scores(self, samples: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def score(self, ctx: SelectionContext) -> np.ndarray:
-        return self._scores(_samples_of(ctx))
 
 
 class VoteEntropy(_CommitteeStrategy):
