@@ -7,7 +7,13 @@ import pytest
 from scipy import stats
 
 from alloop.errors import ConfigError, DataError, StateError
-from alloop.labeling.autolabel import AutoLabeler, choose_threshold, clopper_pearson_lower, wilson_lower
+from alloop.labeling.autolabel import (
+    AutoLabeler,
+    batch_shortfall,
+    choose_threshold,
+    clopper_pearson_lower,
+    wilson_lower,
+)
 
 
 def test_bounds_match_scipy_exact_interval_and_wilson_formula():
@@ -93,3 +99,48 @@ def test_autolabeler_keeps_its_threshold_while_accuracy_holds():
     m = al.mask(later)
     assert not al.observe(later[m], y_later[m])
     assert al.threshold_ == t0 and al.achieved_accuracy >= 0.9
+
+
+def _calibrated(seed, n):
+    """A calibrated model's (confidence, correct): most records sure, a tail of doubtful ones."""
+    rng = np.random.default_rng(seed)
+    conf = np.where(rng.random(n) < 0.5, rng.uniform(0.985, 1.0, n), rng.uniform(0.4, 0.985, n))
+    return conf, rng.random(n) < conf
+
+
+def test_batch_shortfall_is_the_binomial_tail_below_target():
+    assert float(batch_shortfall(0.99, 200, 0.98)) == pytest.approx(stats.binom.cdf(195, 200, 0.99))
+    assert float(batch_shortfall(1.0, 50, 0.98)) == 0.0
+    assert float(batch_shortfall(0.5, 1, 0.9)) == pytest.approx(0.5)  # one record: wrong half the time
+
+
+def test_pooling_calibration_across_loops_certifies_a_target_one_slice_cannot():
+    probs_of = lambda conf: np.c_[conf, 1 - conf]  # noqa: E731 - class 0 predicted, right when y == 0
+    loops = [_calibrated(s, 300) for s in range(4)]
+    al = AutoLabeler(target=0.98).fit(probs_of(loops[0][0]), np.where(loops[0][1], 0, 1))
+    assert math.isinf(al.threshold_) and al.n_calibration == 300
+    for conf, ok in loops[1:]:
+        al.update(probs_of(conf), np.where(ok, 0, 1))
+    assert al.n_calibration == 1200 and al.threshold_ < 1.0 and al.choice_.lower_bound >= 0.98
+    al.fit(probs_of(loops[0][0]), np.where(loops[0][1], 0, 1))  # a new model: the pool restarts
+    assert al.n_calibration == 300 and math.isinf(al.threshold_)
+
+
+def test_batch_aware_threshold_keeps_the_achieved_batch_accuracy_above_target():
+    target, batch, met_region, met_batch, higher = 0.98, 400, 0, 0, 0
+    for seed in range(100):
+        conf, ok = _calibrated(seed, 3000)
+        new_conf, new_ok = _calibrated(1000 + seed, batch)
+        region = choose_threshold(conf, ok, target=target)
+        aware = choose_threshold(conf, ok, target=target, batch_size=batch)
+        higher += aware.threshold >= region.threshold
+        for choice, in_ in ((region, "region"), (aware, "batch")):
+            m = new_conf >= choice.threshold
+            met = (not m.any()) or new_ok[m].mean() >= target
+            met_region += met and in_ == "region"
+            met_batch += met and in_ == "batch"
+    assert higher == 100
+    assert met_batch >= 95, met_batch
+    assert met_region < met_batch  # a region bound alone leaves finite batches below target too often
+    with pytest.raises(ConfigError, match="'batch_size'"):
+        choose_threshold([0.9], [True], batch_size=0)

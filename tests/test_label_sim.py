@@ -3,11 +3,13 @@
 import json
 
 import numpy as np
+import pytest
 import typer
 from typer.testing import CliRunner
 
 from alloop._cli_label_sim import label_sim_command
-from alloop.labeling.labelsim import draw_crowd, simulate_labels
+from alloop.errors import ConfigError
+from alloop.labeling.labelsim import draw_crowd, simulate_labels, tune_target_confidence
 
 app = typer.Typer()
 app.command("label-sim")(label_sim_command)
@@ -72,3 +74,16 @@ def test_bad_options_exit_2_with_a_message(tmp_path):
     res = runner.invoke(app, base + ["--method", "majority", "--redundancy", "11"])
     assert res.exit_code == 2 and "redundancy" in res.output
     assert not (tmp_path / "x.json").exists()
+
+
+def test_tuning_picks_the_lowest_target_that_never_loses_to_fixed_redundancy():
+    out = tune_target_confidence(seeds=[100, 101], grid=[0.9, 0.4, 0.7], items=400, cap=5)
+    rows = out["rows"]
+    assert [r["target"] for r in rows] == [0.4, 0.7, 0.9]
+    assert rows[0]["judgements_mean"] <= rows[1]["judgements_mean"] <= rows[2]["judgements_mean"] < 3.0
+    first_ok = next(r["target"] for r in rows if r["diff_min"] >= 0)
+    assert out["chosen"] == first_ok and first_ok > 0.4  # 0.4 stops at 2 judgements too often to keep up
+    for r in rows:
+        assert np.isclose(r["diff_mean"], r["accuracy_mean"] - out["static_accuracy_mean"])
+    with pytest.raises(ConfigError, match="'grid'"):
+        tune_target_confidence(seeds=[0], grid=[])

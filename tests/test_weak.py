@@ -11,6 +11,7 @@ from alloop.labeling.weak import (
     label_coverage,
     labeling_function,
     lf_analysis,
+    lf_duplicates,
     weak_label_events,
 )
 
@@ -107,3 +108,45 @@ def test_weak_label_events_keep_only_confident_records():
     assert ev[1].posterior == pytest.approx(0.97)
     with pytest.raises(DataError):
         weak_label_events([1], [[0.5, 0.5], [0.5, 0.5]])
+
+
+def _with_copies(seed, copies, flip=0.0, n=2000):
+    """Three good independent LFs and one poor LF (accuracy 0.55, coverage 0.95) plus ``copies`` of it."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(3, size=n)
+    cols = []
+    for acc, cov in [(0.85, 0.8), (0.85, 0.8), (0.8, 0.8), (0.55, 0.95)]:
+        vote = np.where(rng.random(n) < acc, y, (y + rng.integers(1, 3, size=n)) % 3)
+        cols.append(np.where(rng.random(n) < cov, vote, ABSTAIN))
+    for _ in range(copies):  # a copy that, with probability ``flip``, votes another class where the LF voted
+        noisy = np.where(rng.random(n) < flip, (cols[3] + rng.integers(1, 3, size=n)) % 3, cols[3])
+        cols.append(np.where(cols[3] == ABSTAIN, ABSTAIN, noisy))
+    return np.stack(cols, axis=1), y
+
+
+def test_duplicated_lfs_dominate_an_independent_model_but_not_the_default_one():
+    L, y = _with_copies(0, copies=4)
+    base = LabelModel(n_classes=3).fit(L[:, :4])
+    naive = LabelModel(n_classes=3, correlations="independent").fit(L)
+    aware = LabelModel(n_classes=3).fit(L)
+    acc = {name: np.mean(m.predict(X) == y) for name, m, X in [("base", base, L[:, :4]), ("naive", naive, L),
+                                                                ("aware", aware, L)]}  # fmt: skip
+    assert acc["naive"] < acc["base"] - 0.2, acc  # five votes of the poor LF outvote three good ones
+    assert aware.groups_ == [(0,), (1,), (2,), (3, 4, 5, 6, 7)]
+    assert aware.weights_.tolist() == [1.0, 1.0, 1.0] + [0.2] * 5
+    # exact copies sharing one vote give exactly the model without the copies
+    assert np.allclose(aware.predict_proba(L), base.predict_proba(L[:, :4]), atol=1e-6)
+    assert naive.lf_accuracy()[3] > 0.8 > 0.65 > aware.lf_accuracy()[3]  # the naive model believes the copies
+
+
+def test_near_duplicates_are_grouped_and_independent_lfs_are_not():
+    L, y = _with_copies(1, copies=3, flip=0.03)
+    aware = LabelModel(n_classes=3).fit(L)
+    assert aware.groups_ == [(0,), (1,), (2,), (3, 4, 5, 6)]
+    base = LabelModel(n_classes=3).fit(L[:, :4])
+    assert abs(np.mean(aware.predict(L) == y) - np.mean(base.predict(L[:, :4]) == y)) < 0.01
+    L2, _ = _weak_data(0)
+    assert lf_duplicates(L2) == [(j,) for j in range(L2.shape[1])]
+    assert lf_duplicates(L, threshold=0.99) == [(0,), (1,), (2,), (3,), (4,), (5,), (6,)]
+    with pytest.raises(ConfigError, match="'correlations'"):
+        LabelModel(n_classes=3, correlations="snorkel").fit(L)

@@ -7,6 +7,7 @@ from alloop.labeling.annotators import AnnotatorProfile, Annotators, AnnotatorSt
 from alloop.labeling.autolabel import (
     AutoLabeler,
     ThresholdChoice,
+    batch_shortfall,
     choose_threshold,
     clopper_pearson_lower,
     wilson_lower,
@@ -26,7 +27,7 @@ from alloop.labeling.consensus import (
     one_coin_dawid_skene,
 )
 from alloop.labeling.crowd import CrowdAnnotator, SimulatedCrowd
-from alloop.labeling.labelsim import simulate_labels
+from alloop.labeling.labelsim import simulate_labels, tune_target_confidence
 from alloop.labeling.providers import (
     CallbackServer,
     HumanProvider,
@@ -45,6 +46,8 @@ from alloop.labeling.weak import (
     label_coverage,
     labeling_function,
     lf_analysis,
+    lf_duplicates,
+    lf_weights,
     weak_label_events,
 )
 from alloop.labeling.web import LabelingService, WebHumanProvider
@@ -59,6 +62,7 @@ __all__ = [
     "AnnotatorView",
     "apply_lfs",
     "AutoLabeler",
+    "batch_shortfall",
     "CallbackServer",
     "choose_threshold",
     "clopper_pearson_lower",
@@ -80,6 +84,8 @@ __all__ = [
     "LabelStudioProvider",
     "Lease",
     "lf_analysis",
+    "lf_duplicates",
+    "lf_weights",
     "LFStats",
     "majority_vote",
     "MajorityVote",
@@ -95,6 +101,7 @@ __all__ = [
     "SimulatedOracle",
     "TaskQueue",
     "TaskView",
+    "tune_target_confidence",
     "ThresholdChoice",
     "verify_signature",
     "weak_label_events",

@@ -77,6 +77,18 @@ def accuracy_lower_bound(k: Any, n: Any, level: float = 0.95, bound: str = "clop
     return clopper_pearson_lower(k, n, level) if bound == "clopper-pearson" else wilson_lower(k, n, level)
 
 
+def batch_shortfall(accuracy: Any, batch: Any, target: float) -> np.ndarray:
+    """P(a batch of ``ceil(batch)`` records, each right with prob. ``accuracy``, is less than ``target`` accurate).
+
+    >>> round(float(batch_shortfall(0.99, 200, 0.98)), 3)  # a 0.99-accurate region, 200 auto-labels
+    0.052
+    """
+    p = np.clip(np.asarray(accuracy, dtype=np.float64), 0.0, 1.0)
+    m = np.maximum(np.ceil(np.asarray(batch, dtype=np.float64)), 1.0)
+    below = np.ceil(target * m - 1e-9) - 1.0  # the most right answers that still miss the target
+    return np.asarray(stats.binom.cdf(below, m, p))
+
+
 @dataclass(frozen=True)
 class ThresholdChoice:
     """The chosen threshold (``inf`` = none reaches the target) and what it achieves on the slice."""
@@ -96,6 +108,7 @@ def choose_threshold(
     level: float = 0.99,
     bound: str = "clopper-pearson",
     correction: str = "fixed-sequence",
+    batch_size: int | None = None,
 ) -> ThresholdChoice:
     """The lowest threshold whose records at or above it have accuracy lower bound >= ``target``.
 
@@ -107,9 +120,16 @@ def choose_threshold(
                 "none": the lowest passing threshold anywhere — more coverage, but scanning inflates the risk
                 (on digits it met a 0.90 target in only 90 % of seeds).
 
+    batch_size  the number of records the threshold will be applied to, when the *achieved* accuracy of that batch
+                must reach the target (not only the accuracy of the confidence region): half of ``1 - level`` goes
+                to the region bound, half to the batch, and a threshold passes only if a batch of
+                ``coverage * batch_size`` records drawn from a region as accurate as that bound falls below the
+                target with probability <= ``(1 - level) / 2`` (binomial tail).
+
     Candidate thresholds are the distinct confidence values; records tied at a threshold are all in or all out.
     """
     check_choice(correction, "correction", "choose_threshold", ("fixed-sequence", "none"))
+    check_int(batch_size, "batch_size", "choose_threshold", min=1, allow_none=True)
     check_float(target, "target", "choose_threshold", low=0.0, high=1.0)
     check_float(level, "level", "choose_threshold", low=0.5, high=1.0)
     conf = np.asarray(confidence, dtype=np.float64).ravel()
@@ -123,14 +143,22 @@ def choose_threshold(
     n = np.arange(1, c.size + 1)
     k = np.cumsum(r)
     last_of_tie = np.r_[c[1:] != c[:-1], True]  # a threshold includes every record tied with it
-    lb = np.where(last_of_tie, accuracy_lower_bound(k, n, level, bound), -1.0)
-    passing = np.flatnonzero(lb >= target)
+    region_level = level if batch_size is None else 1.0 - (1.0 - level) / 2.0
+    lb = np.where(last_of_tie, accuracy_lower_bound(k, n, region_level, bound), -1.0)
+    ok_at = lb >= target
+    if batch_size is not None:
+        ok_at &= batch_shortfall(lb, n / c.size * batch_size, target) <= (1.0 - level) / 2.0
+    passing = np.flatnonzero(ok_at)
     if correction == "fixed-sequence":
         # start where even a couple of errors can pass (twice the count a perfect run needs), so one early
         # error among the most confident records does not end the sequence
-        n_min = math.log(1.0 - level) / math.log(target) if 0.0 < target < 1.0 else 0.0
+        perfect = accuracy_lower_bound(n, n, region_level, bound)
+        can_pass = perfect >= target
+        if batch_size is not None:
+            can_pass &= batch_shortfall(perfect, n / c.size * batch_size, target) <= (1.0 - level) / 2.0
+        n_min = float(n[np.argmax(can_pass)]) if can_pass.any() else math.inf
         tested = np.flatnonzero(last_of_tie & (n >= min(2.0 * n_min, float(c.size))))
-        failed = tested[lb[tested] < target]
+        failed = tested[~ok_at[tested]]
         if failed.size:
             passing = passing[passing < failed[0]]
     if passing.size == 0:
@@ -154,6 +182,13 @@ class AutoLabeler:
     bound         "clopper-pearson" (exact, default) or "wilson"
     correction    "fixed-sequence" (default) or "none": see :func:`choose_threshold`
     min_checked   human-checked auto-labels needed before drift is judged
+    batch_size    records the threshold is applied to per loop; when set, the achieved accuracy of such a batch
+                  (not only of the confidence region) must reach the target — see :func:`choose_threshold`
+
+    The calibration set can grow across loops: :meth:`update` adds human-labeled records that the *same* model
+    scored before their labels were known and re-chooses the threshold on everything pooled (certifying 0.98
+    needs ~1,000 records; one loop's 300 are not enough). Pooling is valid only while the model is unchanged:
+    after retraining, call :meth:`fit` again (it restarts the pool) — the new model has seen those labels.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -174,7 +209,9 @@ class AutoLabeler:
         min_checked: int = 50,
         correction: str = "fixed-sequence",
         classes: Sequence[Any] | None = None,
+        batch_size: int | None = None,
     ) -> None:
+        self.batch_size = batch_size
         self.correction = correction
         self.target = target
         self.level = level
@@ -185,6 +222,8 @@ class AutoLabeler:
         self.choice_: ThresholdChoice | None = None
         self._checked_conf: list[float] = []
         self._checked_ok: list[bool] = []
+        self._calib_conf = np.empty(0)
+        self._calib_ok = np.empty(0, dtype=bool)
         self.history_: list[dict[str, float]] = []
 
     def _check(self) -> None:
@@ -193,9 +232,13 @@ class AutoLabeler:
         check_choice(self.bound, "bound", "AutoLabeler", ("clopper-pearson", "wilson"))
         check_int(self.min_checked, "min_checked", "AutoLabeler", min=1)
         check_choice(self.correction, "correction", "AutoLabeler", ("fixed-sequence", "none"))
+        check_int(self.batch_size, "batch_size", "AutoLabeler", min=1, allow_none=True)
 
     def _choice_kwargs(self) -> dict[str, Any]:
-        return {"target": self.target, "level": self.level, "bound": self.bound, "correction": self.correction}
+        return {
+            "target": self.target, "level": self.level, "bound": self.bound, "correction": self.correction,
+            "batch_size": self.batch_size,
+        }  # fmt: skip
 
     def _probs(self, probs: Any) -> np.ndarray:
         p = np.asarray(probs, dtype=np.float64)
@@ -212,21 +255,41 @@ class AutoLabeler:
         except KeyError as exc:
             raise DataError(f"Label {exc.args[0]!r} is not one of AutoLabeler 'classes'.") from None
 
-    def fit(self, probs: Any, y_true: Any) -> AutoLabeler:
-        """Choose the threshold on a human-labeled validation slice."""
-        self._check()
+    def _scored(self, probs: Any, y_true: Any) -> tuple[np.ndarray, np.ndarray]:
         p = self._probs(probs)
         y = self._class_index(y_true, p.shape[1])
         if y.shape != (p.shape[0],):
             raise DataError(f"'y_true' must have one label per row of 'probs'. Got {y.shape} for {p.shape[0]} rows.")
-        self.choice_ = choose_threshold(
-            p.max(axis=1),
-            p.argmax(axis=1) == y,
-            target=self.target,
-            level=self.level,
-            bound=self.bound,
-            correction=self.correction,
-        )
+        return p.max(axis=1), p.argmax(axis=1) == y
+
+    def fit(self, probs: Any, y_true: Any) -> AutoLabeler:
+        """Choose the threshold on a human-labeled validation slice (restarts the calibration pool)."""
+        self._check()
+        self._calib_conf, self._calib_ok = self._scored(probs, y_true)
+        return self._recertify()
+
+    def update(self, probs: Any, y_true: Any) -> AutoLabeler:
+        """Add human-labeled records scored by the same model to the calibration pool; re-choose the threshold.
+
+        >>> import numpy as np
+        >>> sure = np.tile([[0.995, 0.005]], (300, 1))
+        >>> al = AutoLabeler(target=0.98).fit(sure, np.r_[np.zeros(298, int), 1, 1])
+        >>> al.threshold_, al.update(sure, np.r_[np.zeros(299, int), 1]).threshold_, al.n_calibration
+        (inf, 0.995, 600)
+        """
+        self._check()
+        conf, ok = self._scored(probs, y_true)
+        self._calib_conf = np.r_[self._calib_conf, conf]
+        self._calib_ok = np.r_[self._calib_ok, ok]
+        return self._recertify()
+
+    @property
+    def n_calibration(self) -> int:
+        """Records in the calibration pool."""
+        return int(self._calib_ok.size)
+
+    def _recertify(self) -> AutoLabeler:
+        self.choice_ = choose_threshold(self._calib_conf, self._calib_ok, **self._choice_kwargs())
         self.threshold_ = self.choice_.threshold
         return self
 
@@ -272,14 +335,7 @@ class AutoLabeler:
         raised = False
         current = self._threshold()
         if n >= self.min_checked and achieved < self.target:
-            choice = choose_threshold(
-                self._checked_conf,
-                self._checked_ok,
-                target=self.target,
-                level=self.level,
-                bound=self.bound,
-                correction=self.correction,
-            )
+            choice = choose_threshold(self._checked_conf, self._checked_ok, **self._choice_kwargs())
             new = max(current, choice.threshold)
             if new > current:
                 self.threshold_ = new

@@ -205,10 +205,13 @@ def add_counts(*count_maps: Mapping[Any, np.ndarray]) -> dict[Any, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------------- maths
-def vote_counts(item: np.ndarray, lab: np.ndarray, n_items: int, n_classes: int) -> np.ndarray:
-    """(n_items, n_classes) number of votes per class."""
+def vote_counts(
+    item: np.ndarray, lab: np.ndarray, n_items: int, n_classes: int, weight: np.ndarray | None = None
+) -> np.ndarray:
+    """(n_items, n_classes) number (or total ``weight``) of votes per class."""
     flat = item * n_classes + lab
-    return np.bincount(flat, minlength=n_items * n_classes).reshape(n_items, n_classes).astype(np.float64)
+    counts = np.bincount(flat, weights=weight, minlength=n_items * n_classes)
+    return counts.reshape(n_items, n_classes).astype(np.float64)
 
 
 def expected_counts(
@@ -241,11 +244,18 @@ def one_coin_confusion(skill: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def e_step(
-    log_prior: np.ndarray, log_conf: np.ndarray, item: np.ndarray, ann: np.ndarray, obs: np.ndarray, n_items: int
-) -> np.ndarray:
-    """Posteriors ∝ prior · Π over an item's judgements of ``confusion[a, :, observed]``."""
+    log_prior: np.ndarray, log_conf: np.ndarray, item: np.ndarray, ann: np.ndarray, obs: np.ndarray, n_items: int,
+    weight: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
+    """Posteriors ∝ prior · Π over an item's judgements of ``confusion[a, :, observed] ** weight``.
+
+    ``weight`` (one per judgement, default 1) tempers judgements that are not independent evidence, e.g. the
+    votes of near-duplicate labeling functions (:class:`alloop.labeling.weak.LabelModel`).
+    """
     n_classes = log_prior.size
     contrib = log_conf[ann, :, obs]  # (J, K)
+    if weight is not None:
+        contrib = contrib * weight[:, None]
     logp = np.empty((n_items, n_classes))
     for t in range(n_classes):
         logp[:, t] = np.bincount(item, weights=contrib[:, t], minlength=n_items)
@@ -270,12 +280,14 @@ def em(
     init_prior: np.ndarray | None = None,
     max_iter: int = 100,
     tol: float = 1e-7,
+    weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, bool]:
     """The Dawid–Skene EM loop on integer codes; returns ``(post, confusion, counts, class_prior, n_iter, converged)``.
 
     ``start`` (n_items, n_classes) is the first posterior (majority-vote shares); ``gold`` (n_items, n_classes)
     holds one-hot rows for items with a known answer and NaN rows elsewhere; ``prior_counts`` has the shape of
-    the confusion array; ``init_confusion``/``init_prior`` warm-start EM (the first M-step is skipped).
+    the confusion array; ``init_confusion``/``init_prior`` warm-start EM (the first M-step is skipped);
+    ``weight`` (J,) tempers each judgement's evidence in the E-step (see :func:`e_step`).
     Stops when no posterior moves by more than ``tol``.
     """
     n_items, n_classes = start.shape
@@ -306,7 +318,7 @@ def em(
     converged = False
     n_iter = 0
     for n_iter in range(1, max_iter + 1):  # noqa: B007 - n_iter is reported
-        new = clamp(e_step(np.log(np.maximum(prior, _EPS)), np.log(conf), item, ann, obs, n_items))
+        new = clamp(e_step(np.log(np.maximum(prior, _EPS)), np.log(conf), item, ann, obs, n_items, weight))
         prior = new.mean(axis=0)
         conf, counts = m_step(new)
         delta = float(np.abs(new - post).max())

@@ -18,7 +18,8 @@ then each round every item whose consensus confidence is below ``target_confiden
 (warm start). It aggregates with ``dynamic_aggregator`` — one-coin Dawid–Skene by default, the best static
 method in ``benchmarks/labeling.py``. Majority-vote ties are broken with ``np.random.default_rng([s, 1])``.
 Accuracy is the fraction of items whose consensus label equals the truth; ``judgements_mean`` is
-judgements per item.
+judgements per item. :func:`tune_target_confidence` chooses dynamic overlap's target on tuning seeds (kept
+apart from the reported ones) as the lowest that never loses, seed by seed, to fixed redundancy.
 """
 
 from __future__ import annotations
@@ -33,7 +34,15 @@ from alloop._validation import check_choice, check_float, check_int
 from alloop.errors import ConfigError
 from alloop.labeling.consensus import METHODS, ConsensusResult, DynamicOverlap, make_aggregator
 
-__all__ = ["ALL_METHODS", "CrowdDraw", "draw_crowd", "run_dynamic", "run_static", "simulate_labels"]
+__all__ = [
+    "ALL_METHODS",
+    "CrowdDraw",
+    "draw_crowd",
+    "run_dynamic",
+    "run_static",
+    "simulate_labels",
+    "tune_target_confidence",
+]
 
 ALL_METHODS = (*METHODS, "dynamic")
 
@@ -186,3 +195,58 @@ def simulate_labels(
         "accuracy_std": "population std over seeds (ddof=0)",
     }
     return {"protocol": protocol, "results": results}
+
+
+def tune_target_confidence(
+    *,
+    seeds: Sequence[int],
+    grid: Sequence[float] = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95),
+    items: int = 1000,
+    classes: int = 5,
+    annotators: int = 10,
+    accuracy: tuple[float, float] = (0.55, 0.95),
+    cap: int = 5,
+    compare_redundancy: int = 3,
+    aggregator: str = "one-coin",
+    min_judgements: int = 2,
+) -> dict[str, Any]:
+    """Choose dynamic overlap's ``target_confidence`` on tuning seeds (keep them apart from the reported ones).
+
+    The chosen target is the lowest on ``grid`` (fewest judgements) whose accuracy, paired seed by seed with the
+    same aggregator at fixed ``compare_redundancy``, is at least as high on *every* tuning seed. Returns
+    ``{"chosen": target or None, "rows": [{"target", "accuracy_mean", "judgements_mean", "diff_mean",
+    "diff_min"}, …], "static_accuracy_mean": …}``.
+
+    >>> out = tune_target_confidence(seeds=[100], grid=[0.7, 0.9], items=200, cap=5)
+    >>> [r["target"] for r in out["rows"]], out["chosen"] in (0.7, 0.9, None)
+    ([0.7, 0.9], True)
+    """
+    owner = "tune_target_confidence"
+    check_int(cap, "cap", owner, min=1)
+    check_int(compare_redundancy, "compare_redundancy", owner, min=1)
+    check_choice(aggregator, "aggregator", owner, METHODS)
+    if not seeds or not grid:
+        raise ConfigError(f"The 'seeds' and 'grid' parameters of {owner} must each hold at least one value.")
+    targets = sorted(check_float(t, "grid", owner, low=0.0, high=1.0) for t in grid)
+    acc_levels = np.linspace(accuracy[0], accuracy[1], annotators)
+    draws = [(s, draw_crowd(s, n_items=items, n_classes=classes, accuracy=acc_levels)) for s in seeds]
+    static = np.asarray([run_static(aggregator, d, compare_redundancy, s)[0] for s, d in draws])
+    rows = []
+    chosen = None
+    for t in targets:
+        policy = DynamicOverlap(target_confidence=t, max_judgements=cap, min_judgements=min(min_judgements, cap))
+        runs = [run_dynamic(d, policy, s, aggregator=aggregator) for s, d in draws]
+        acc = np.asarray([r[0] for r in runs])
+        diff = acc - static
+        rows.append(
+            {
+                "target": t,
+                "accuracy_mean": float(acc.mean()),
+                "judgements_mean": float(np.mean([r[1] for r in runs])),
+                "diff_mean": float(diff.mean()),
+                "diff_min": float(diff.min()),
+            }
+        )
+        if chosen is None and diff.min() >= 0.0:
+            chosen = t
+    return {"chosen": chosen, "rows": rows, "static_accuracy_mean": float(static.mean()), "seeds": list(seeds)}

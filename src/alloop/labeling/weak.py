@@ -5,8 +5,11 @@ label matrix ``L`` (n_records, n_lfs); :func:`lf_analysis` reports coverage, ove
 gold labels exist — empirical accuracy, like Snorkel's ``LFAnalysis``. :class:`LabelModel` learns how reliable
 each LF is without ground truth: a Dawid–Skene model over the LFs in which *abstaining is an observed answer*
 (an LF that votes only for one class is informative through when it votes), fitted by the same EM as
-:func:`alloop.labeling.consensus.dawid_skene`. LF correlations are not modeled: LFs are assumed independent
-given the true class. :func:`weak_label_events` turns confident probabilistic labels into initial labels.
+:func:`alloop.labeling.consensus.dawid_skene`. Correlated LFs: :func:`lf_duplicates` groups near-duplicate
+LFs (they give the same answer — a class or abstain — on nearly every record where either votes), and the
+label model counts each group's evidence once (every member's log-likelihood is weighted by 1 / group size);
+otherwise three copies of one mediocre LF outvote two good independent ones, and EM, seeing the copies agree
+perfectly, believes them. :func:`weak_label_events` turns confident probabilistic labels into initial labels.
 
 >>> @labeling_function
 ... def mentions_cat(text):
@@ -27,7 +30,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from alloop._validation import check_float, check_int
+from alloop._validation import check_choice, check_float, check_int
 from alloop.errors import ConfigError, DataError, StateError
 from alloop.labeling._provider import LabelEvent
 from alloop.labeling.consensus import em, vote_counts
@@ -41,6 +44,8 @@ __all__ = [
     "label_coverage",
     "labeling_function",
     "lf_analysis",
+    "lf_duplicates",
+    "lf_weights",
     "weak_label_events",
 ]
 
@@ -176,23 +181,85 @@ def lf_analysis(L: Any, *, y: Any = None, names: Sequence[str] | None = None) ->
     return out
 
 
+def lf_duplicates(L: Any, *, threshold: float = 0.9) -> list[tuple[int, ...]]:
+    """Groups of near-duplicate LFs (every LF is in exactly one group; singletons included).
+
+    Two LFs are linked when, among the records where at least one of them votes, the share where both vote
+    for the same class is at least ``threshold``; groups are the connected components of those links.
+    Independent LFs rarely qualify: two 90 %-accurate LFs with coverage 0.5 give the same vote on about a
+    quarter of the records where either votes.
+
+    >>> L = np.array([[0, 0, 1], [1, 1, -1], [-1, -1, 0], [1, 1, 1]])
+    >>> lf_duplicates(L)
+    [(0, 1), (2,)]
+    """
+    check_float(threshold, "threshold", "lf_duplicates", low=0.0, high=1.0)
+    arr = _check_matrix(L)
+    m = arr.shape[1]
+    voted = arr != ABSTAIN
+    parent = list(range(m))
+
+    def root(j: int) -> int:
+        while parent[j] != j:
+            parent[j] = parent[parent[j]]
+            j = parent[j]
+        return j
+
+    for j in range(m):
+        for k in range(j + 1, m):
+            either = int(np.sum(voted[:, j] | voted[:, k]))
+            same = int(np.sum(voted[:, j] & (arr[:, j] == arr[:, k])))
+            if either and same / either >= threshold:
+                parent[root(k)] = root(j)
+    groups: dict[int, list[int]] = {}
+    for j in range(m):
+        groups.setdefault(root(j), []).append(j)
+    return sorted(tuple(g) for g in groups.values())
+
+
+def lf_weights(groups: Sequence[Sequence[int]], n_lfs: int) -> np.ndarray:
+    """Per-LF weight 1 / (size of its group), so each group of near-duplicates counts as one LF."""
+    w = np.ones(n_lfs)
+    for g in groups:
+        w[list(g)] = 1.0 / len(g)
+    return w
+
+
 class LabelModel:
     """Learn LF reliabilities without ground truth; return probabilistic labels.
 
     A Dawid–Skene model whose answers are the classes plus "abstain": for each LF and true class, a
     distribution over (class 0 … K−1, abstain). ``smoothing`` pseudo-counts (per cell) keep rarely seen cells
-    away from 0 and 1. Fitted by EM from the majority vote of the non-abstaining LFs.
+    away from 0 and 1. Fitted by EM from the (weighted) majority vote of the non-abstaining LFs.
+
+    correlations  "duplicates" (default): near-duplicate LFs (:func:`lf_duplicates` at ``duplicate_threshold``)
+                  share one vote — each member's evidence is weighted by 1 / group size in EM and in
+                  :meth:`predict_proba`; "independent": every LF counts fully (the plain Dawid–Skene model).
+                  Fitted groups and weights are in ``groups_`` and ``weights_``.
 
     >>> L = np.array([[0, 0, -1], [1, 1, 1], [1, -1, 1], [0, 0, 1], [-1, -1, -1]] * 20)
     >>> LabelModel(n_classes=2).fit(L).predict(L[:5]).tolist()
     [0, 1, 1, 0, -1]
     """
 
-    def __init__(self, *, n_classes: int, max_iter: int = 200, tol: float = 1e-6, smoothing: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        n_classes: int,
+        max_iter: int = 200,
+        tol: float = 1e-6,
+        smoothing: float = 1.0,
+        correlations: str = "duplicates",
+        duplicate_threshold: float = 0.9,
+    ) -> None:
         self.n_classes = n_classes
         self.max_iter = max_iter
         self.tol = tol
         self.smoothing = smoothing
+        self.correlations = correlations
+        self.duplicate_threshold = duplicate_threshold
+        self.groups_: list[tuple[int, ...]] | None = None
+        self.weights_: np.ndarray | None = None
         self.confusion_: np.ndarray | None = None  # (n_lfs, K, K + 1): [lf, true, answer], last column = abstain
         self.class_prior_: np.ndarray | None = None
 
@@ -201,6 +268,8 @@ class LabelModel:
         check_int(self.max_iter, "max_iter", "LabelModel", min=1)
         check_float(self.tol, "tol", "LabelModel", low=0.0)
         check_float(self.smoothing, "smoothing", "LabelModel", low=0.0)
+        check_choice(self.correlations, "correlations", "LabelModel", ("duplicates", "independent"))
+        check_float(self.duplicate_threshold, "duplicate_threshold", "LabelModel", low=0.0, high=1.0)
         arr = _check_matrix(L)
         if (arr >= self.n_classes).any():
             raise DataError(f"The label matrix holds a class index >= n_classes ({self.n_classes}).")
@@ -222,12 +291,19 @@ class LabelModel:
         if n == 0:
             raise DataError("The label matrix has no records to fit the LabelModel on.")
         item, lf, obs = self._long(arr, k)
-        votes = vote_counts(item, np.minimum(obs, k), n, k + 1)[:, :k]
+        if self.correlations == "duplicates":
+            self.groups_ = lf_duplicates(arr, threshold=self.duplicate_threshold)
+        else:
+            self.groups_ = [(j,) for j in range(m)]
+        self.weights_ = lf_weights(self.groups_, m)
+        weight = self.weights_[lf]
+        votes = vote_counts(item, np.minimum(obs, k), n, k + 1, weight)[:, :k]
         start = np.where(votes.sum(axis=1, keepdims=True) > 0, votes, 1.0)
         start = start / start.sum(axis=1, keepdims=True)
         _, conf, _, prior, _, _ = em(
             item, lf, obs, start=start, n_annotators=m, n_observed=k + 1,
             prior_counts=np.full((m, k, k + 1), float(self.smoothing)), max_iter=self.max_iter, tol=self.tol,
+            weight=weight,
         )  # fmt: skip
         self.confusion_, self.class_prior_ = conf, prior
         return self
@@ -235,7 +311,7 @@ class LabelModel:
     def predict_proba(self, L: Any) -> np.ndarray:
         """(n_records, n_classes) posteriors under the fitted model (abstains count as answers)."""
         arr = self._check(L)
-        if self.confusion_ is None or self.class_prior_ is None:
+        if self.confusion_ is None or self.class_prior_ is None or self.weights_ is None:
             raise StateError("LabelModel is not fitted. Call fit(L) first.")
         if arr.shape[1] != self.confusion_.shape[0]:
             raise DataError(f"The label matrix must have {self.confusion_.shape[0]} LF columns. Got {arr.shape[1]}.")
@@ -243,7 +319,7 @@ class LabelModel:
         item, lf, obs = self._long(arr, k)
         log_conf = np.log(self.confusion_)
         logp = np.tile(np.log(np.maximum(self.class_prior_, 1e-10)), (arr.shape[0], 1))
-        contrib = log_conf[lf, :, obs]
+        contrib = log_conf[lf, :, obs] * self.weights_[lf][:, None]
         for t in range(k):  # abstaining is evidence too: it is part of the generative model
             logp[:, t] += np.bincount(item, weights=contrib[:, t], minlength=arr.shape[0])
         logp -= logp.max(axis=1, keepdims=True)
