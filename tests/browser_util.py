@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ def build_asgi(data_dir: str) -> Any:
     from alloop.server._app import create_app
     from alloop.settings import Settings
 
-    settings = Settings(admin_token=ADMIN, data_dir=data_dir)
+    settings = Settings(admin_token=ADMIN, data_dir=data_dir, file_roots=(tempfile.gettempdir(),))
     service = EngineService(settings.database_url, settings.data_dir)
     guard, app = create_app(service, settings)
     if getattr(app.state, "labeling", None) is None:  # until create_app calls register_routes itself
@@ -92,6 +93,9 @@ class LabelServer:
                     return self
             except httpx.TransportError:
                 time.sleep(0.1)
+        self.proc.kill()
+        self.proc.wait(timeout=15)
+        self._log.close()
         raise RuntimeError("the label server did not become healthy in time")
 
     def stop(self) -> None:

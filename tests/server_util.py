@@ -65,6 +65,9 @@ class Server:
                     return self
             except httpx.TransportError:
                 time.sleep(0.1)
+        self.proc.kill()
+        self.proc.wait(timeout=15)
+        self._log.close()
         raise RuntimeError("alloop serve did not become healthy in time")
 
     def kill(self) -> None:

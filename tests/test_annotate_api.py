@@ -269,3 +269,65 @@ def test_a_campaign_gets_its_labels_from_people_on_the_service(server, tmp_path)
 
         rows = conn.execute(sa.select(T.labels.c.label, T.labels.c.source, T.labels.c.annotator)).all()
     assert len(rows) == 12 and {(r.source, r.annotator) for r in rows} == {("human", "pat")}
+
+
+def test_images_from_a_registered_folder_never_leave_it(server, tmp_path):
+    pid, owner = project(server)
+    other_pid, other = project(server)
+    ann = annotator(server, owner, pid, "a")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "r1.png").write_bytes(PNG)
+    (folder / "fake.jpg").write_bytes(b"GIF89a not a jpeg")
+    (tmp_path / "secret.png").write_bytes(PNG)  # next to the folder, outside it
+    (folder / "link.png").symlink_to(tmp_path / "secret.png")
+    route = f"/v1/projects/{pid}/labeling/folder"
+    assert other.post(route, json={"path": str(folder)}).status_code == 403  # another project's key
+    assert owner.post(route, json={"path": str(tmp_path / "missing")}).status_code == 422
+    assert owner.post(route, json={"path": str(folder / "r1.png")}).status_code == 422  # a file, not a directory
+    outside = owner.post(route, json={"path": "/etc"})  # exists, but outside the server's ALLOOP_FILE_ROOTS
+    assert outside.status_code == 422 and "ALLOOP_FILE_ROOTS" in outside.text
+    assert owner.post(route, json={"path": str(folder)}).json() == {"image_folder": str(folder.resolve())}
+    assert other_pid != pid
+
+    rids = ["r1", "../secret", "..%2Fsecret", "link", "fake", "/etc/passwd", "sub/../r1"]
+    owner.post(f"/v1/projects/{pid}/labeling/tasks", json={"ids": rids, "payload": [{"image": True}] * len(rids)})
+    served = {}
+    for _ in rids:
+        task = ann.post("/v1/annotate/next").json()["task"]
+        res = ann.get(f"/v1/annotate/tasks/{task['task_id']}/content")
+        served[task["rid"]] = (res.status_code, res.content == PNG)
+        ann.post(f"/v1/annotate/tasks/{task['task_id']}/submit", json={"label": "cat"})
+    assert served == {
+        "r1": (200, True),
+        "../secret": (404, False),
+        "..%2Fsecret": (404, False),
+        "link": (404, False),  # a symbolic link out of the folder
+        "fake": (422, False),  # not a PNG/JPEG by its first bytes
+        "/etc/passwd": (404, False),
+        "sub/../r1": (404, False),
+    }
+
+
+def test_a_campaign_directory_is_attached_to_its_own_project_only(server, tmp_path):
+    from alloop.store import CampaignStore
+
+    pid, owner = project(server)
+    route = f"/v1/projects/{pid}/labeling/campaign"
+    assert owner.post(route, json={"path": str(tmp_path)}).status_code == 422  # no alloop.db there
+    store = CampaignStore(tmp_path / "camp", create=True)
+    with store.transaction() as conn:
+        store.set_meta(conn, "project_id", "p_0000000000000000")
+    store.close()
+    res = owner.post(route, json={"path": str(tmp_path / "camp")})
+    assert res.status_code == 422 and "p_0000000000000000" in res.json()["detail"]
+    store = CampaignStore(tmp_path / "empty", create=True)  # ran embedded: no project recorded, any may attach
+    store.close()
+    assert owner.post(route, json={"path": str(tmp_path / "empty")}).status_code == 200
+    with httpx.Client(base_url=server.url) as browser:
+        browser.post("/v1/session", headers={"Authorization": owner.headers["authorization"]})
+        camp = browser.get("/dashboard/data").json()["projects"][0]["campaign"]
+        assert camp["curve"] == [] and camp["compute"]["saved"] is None and "<svg" in camp["classes_svg"]
+        (tmp_path / "empty" / "alloop.db").unlink()  # the directory moved away: the card says so, the page stays
+        camp = browser.get("/dashboard/data").json()["projects"][0]["campaign"]
+        assert "No campaign" in camp["error"]

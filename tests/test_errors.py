@@ -81,3 +81,13 @@ def test_require_extra_names_the_extra_to_install():
     assert "pip install 'alloop[server]'" in msg and "'alloop_no_such_module_xyz'" in msg
     assert isinstance(info.value.__cause__, ImportError)
     assert require_extra("json", "server") is __import__("json")
+
+
+def test_file_roots_setting_splits_on_the_path_separator():
+    import os
+
+    from alloop.settings import Settings
+
+    s = Settings.from_env({"ALLOOP_FILE_ROOTS": f"/data/images{os.pathsep}{os.pathsep}/srv/campaigns"})
+    assert s.file_roots == ("/data/images", "/srv/campaigns")
+    assert Settings.from_env({}).file_roots == ()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -191,3 +194,66 @@ def test_dashboard_renders_the_learning_curve(server, context, tmp_path):
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
     page.reload()
     expect(card.get_by_role("img", name="Learning curve")).to_be_visible()  # the session cookie persists
+
+
+ARTIFACTS = Path(os.environ.get("ALLOOP_TEST_ARTIFACTS", Path(__file__).parent / "artifacts"))
+
+
+def test_dashboard_shows_a_finished_demo_campaign(server, context, tmp_path):
+    """`alloop demo` (small) against the served engine, attached to its project: every chart of the card."""
+    import io
+
+    from rich.console import Console
+
+    from alloop._demo import run_demo
+    from alloop.store import CampaignStore
+
+    demo = tmp_path / "demo"
+    run_demo(demo, engine=server.url, token=ADMIN, console=Console(file=io.StringIO()), budget=60, batch_size=20,
+             labeler="oracle")
+    store = CampaignStore(demo)
+    pid, metrics, compute = store.get_meta("project_id"), store.values("metrics"), store.values("compute")
+    store.close()
+    admin = client(server.url, ADMIN)
+    assert admin.post(f"/v1/projects/{pid}/labeling/campaign", json={"path": str(demo)}).status_code == 200
+
+    page = context.new_page()
+    page.goto(server.url + "/")
+    page.get_by_label("Admin token or project key").fill(ADMIN)
+    page.get_by_role("button", name="Sign in").click()
+    card = page.locator(f'section[data-project="{pid}"]')
+    curve = card.get_by_role("img", name="Learning curve")
+    expect(curve).to_be_visible()
+    assert len(metrics) == 3  # loops 0, 1, 2: 20 + 20 + 20 labels
+    expect(curve.locator("circle.point-0")).to_have_count(len(metrics))
+    expect(curve.locator("circle.point-1")).to_have_count(3)  # the random baseline the demo ran beside it
+    sources = card.get_by_role("img", name="Labels per loop by source")
+    expect(sources.locator("rect.source-oracle")).to_have_count(3)
+    classes = card.get_by_role("img", name="Classes: labeled vs predicted")
+    expect(classes.locator("rect.labeled")).to_have_count(10)
+    expect(classes.locator("rect.predicted")).to_have_count(10)
+    rows = card.locator("table.compute tr")
+    expect(rows).to_have_count(1 + len(compute) + 1)  # header, one per loop, total
+    expect(rows.last).to_contain_text(f"{sum(c['records_inferred'] for c in compute.values()):g}")
+    expect(card.locator("p.saved")).to_contain_text("From scratch (estimated)")
+    expect(card.locator("table.strategy")).to_contain_text("margin")  # the service's own log of each loop
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "dashboard-demo.png"
+    card.screenshot(path=str(shot))  # the demo's card (an admin sees every project of the test server)
+    print(f"screenshot: {shot}")
+    assert shot.stat().st_size > 10_000
+
+
+def test_image_from_a_registered_folder_shows(server, context, tmp_path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    (folder / "7.png").write_bytes(PNG)
+    pid, owner, (token,) = setup_project(server, n=0)
+    assert owner.post(f"/v1/projects/{pid}/labeling/folder", json={"path": str(folder)}).status_code == 200
+    owner.post(f"/v1/projects/{pid}/labeling/tasks", json={"ids": [7], "payload": [{"image": True}]})
+    page = context.new_page()
+    sign_in(page, server, token)
+    image = page.locator("#image")
+    expect(image).to_be_visible()
+    page.wait_for_function("document.getElementById('image').complete")
+    assert page.evaluate("document.getElementById('image').naturalWidth") == 1  # the 1×1 PNG, decoded

@@ -24,12 +24,15 @@ class Settings:
     ALLOOP_DB            database URL of the engine service (default: SQLite in the data directory)
     ALLOOP_DATA_DIR      where the service keeps Parquet files (default: ./alloop-data)
     ALLOOP_MAX_BODY_MB   largest request body accepted (default 256)
+    ALLOOP_FILE_ROOTS    directories (separated by the OS path separator) inside which project owners may register
+                         image folders and campaign directories for the pages; unset = none may be registered
     """
 
     admin_token: str | None = None
     db_url: str | None = None
     data_dir: str = "alloop-data"
     max_body_bytes: int = 256 * 2**20
+    file_roots: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -49,6 +52,7 @@ class Settings:
             db_url=env.get("ALLOOP_DB") or None,
             data_dir=env.get("ALLOOP_DATA_DIR", "alloop-data"),
             max_body_bytes=int(mb * 2**20),
+            file_roots=tuple(r for r in env.get("ALLOOP_FILE_ROOTS", "").split(os.pathsep) if r.strip()),
         )
 
     @property

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 import threading
@@ -42,16 +43,24 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 
 from alloop._validation import check_float, check_int
-from alloop.errors import ConfigError, DataError, StateError, UnknownRecordError
+from alloop.errors import ConfigError, DataError, StateError, StoreError, UnknownRecordError
 from alloop.labeling.allocation import Allocator, AnnotatorView, TaskView
 from alloop.labeling.tasks import TaskQueue
 from alloop.store import _labeling as L
 from alloop.store import _schema as T
 
-__all__ = ["LabelingService", "LeaseExpiredError", "NotLeasedError", "WebHumanProvider"]
+__all__ = [
+    "LabelingService",
+    "LeaseExpiredError",
+    "NotLeasedError",
+    "WebHumanProvider",
+    "campaign_summary",
+    "folder_image",
+]
 
 _PID = re.compile(r"^p_[0-9a-f]{16}$")
 _TOKEN = re.compile(r"^ann_([0-9a-f]{16})_[A-Za-z0-9_-]{20,100}$")
@@ -78,6 +87,155 @@ def _media_type(data: bytes) -> str | None:
     return None
 
 
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f:]|^\.\.?$|^$")
+
+
+def _existing_dir(path: Any, field: str, what: str) -> Path:
+    if not isinstance(path, str) or not path.strip():
+        raise ConfigError(f"The '{field}' parameter of {what} must be a directory path. Got {path!r}.")
+    try:
+        resolved = Path(path).expanduser().resolve()
+        is_dir = resolved.is_dir()
+    except (OSError, ValueError, RuntimeError):  # a NUL byte, a name too long, a symlink loop
+        is_dir = False
+    if not is_dir:
+        raise ConfigError(
+            f"The '{field}' parameter of {what} must name an existing directory on the server. Got {path!r}."
+        )
+    return resolved
+
+
+def folder_image(folder: Path, rid: Any) -> tuple[bytes, str] | None:
+    r"""The PNG/JPEG named ``<rid>.png|.jpg|.jpeg`` directly inside ``folder``; None when there is none.
+
+    A record id that could leave the folder (``..``, a separator, a control character) finds nothing, and
+    so does a symbolic link pointing outside it; a file that is not a PNG/JPEG by its first bytes is refused.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "7.png").write_bytes(b"\x89PNG\r\n\x1a\n...")
+    >>> folder_image(d, 7)[1], folder_image(d, "../7"), folder_image(d, 8)
+    ('image/png', None, None)
+    """
+    name = str(rid)
+    if _UNSAFE_NAME.search(name):
+        return None
+    root = folder.resolve()
+    for suffix in _IMAGE_SUFFIXES:
+        candidate = root / f"{name}{suffix}"
+        try:
+            real = candidate.resolve(strict=True)
+        except (OSError, RuntimeError):
+            continue
+        if real.parent != root or not real.is_file():
+            continue
+        if real.stat().st_size > _MAX_IMAGE:
+            raise DataError(f"The image of record {name!r} is larger than {_MAX_IMAGE} bytes.")
+        data = real.read_bytes()
+        kind = _media_type(data)
+        if kind is None:
+            raise DataError(f"The file for record {name!r} in the image folder is not a PNG or JPEG.")
+        return data, kind
+    return None
+
+
+def _main_metric(metrics: dict[int, dict[str, float]]) -> str | None:
+    names = {n for row in metrics.values() for n in row if n != "n_labeled" and "[" not in n}
+    for preferred in ("accuracy", "macro_f1"):
+        if preferred in names:
+            return preferred
+    return min(names) if names else None
+
+
+def _curve(metrics: dict[int, dict[str, float]], name: str | None) -> list[list[float]]:
+    if name is None:
+        return []
+    return [
+        [row.get("n_labeled", float(loop)), row[name]] for loop, row in sorted(metrics.items()) if name in row
+    ]
+
+
+def campaign_summary(directory: Path) -> dict[str, Any]:
+    """What the dashboard shows of a campaign directory: curve, labels by source, classes, compute.
+
+    ``curve``            [n_labeled, metric] per loop, for ``metric`` (accuracy when measured), and
+                         ``baseline`` the same for a random-selection run in ``baseline-random/`` (the demo's)
+    ``labels_by_loop``   per loop the number of labels of each source (human, auto, weak, oracle, …)
+    ``classes``          per class the labels so far and the classes predicted by the latest inference
+    ``compute``          per loop CPU seconds (train/infer/select) and records trained/inferred, their total,
+                         and ``saved``: the from-scratch estimate of :func:`alloop.compute.savings_report`
+    """
+    from alloop.compute import FIELDS, savings_report
+    from alloop.metadata import Snapshot
+    from alloop.store import CampaignStore
+
+    store = CampaignStore(directory)
+    try:
+        classes = list(store.get_meta("classes", []))
+        metrics = store.values("metrics")
+        compute = store.values("compute")
+        labels = store.labels()
+        loops = store.loops()
+        last = max((lp["loop"] for lp in loops if store.snapshot_path(lp["loop"]).exists()), default=None)
+        snapshot_file = None if last is None else store.snapshot_path(int(last))
+    finally:
+        store.close()
+    metric = _main_metric(metrics)
+    baseline: list[list[float]] = []
+    base_dir = directory / "baseline-random"
+    if (base_dir / "alloop.db").is_file():
+        base = CampaignStore(base_dir)
+        try:
+            baseline = _curve(base.values("metrics"), metric)
+        finally:
+            base.close()
+    by_loop: dict[int, dict[str, int]] = {}
+    labeled = {json.dumps(c): 0 for c in classes}
+    for row in labels:
+        counts = by_loop.setdefault(int(row["loop"]), {})
+        counts[row["source"]] = counts.get(row["source"], 0) + 1
+        key = json.dumps(row["label"])
+        labeled[key] = labeled.get(key, 0) + 1
+    predicted = {json.dumps(c): 0 for c in classes}
+    n_predicted = 0
+    if snapshot_file is not None and classes:
+        probs = Snapshot.from_parquet(snapshot_file).probs
+        n_predicted = int(probs.shape[0])
+        counts_arr = np.bincount(np.asarray(probs).argmax(axis=1), minlength=len(classes))
+        for c, n in zip(classes, counts_arr.tolist(), strict=False):
+            predicted[json.dumps(c)] = int(n)
+    comp_loops = {loop: {f: float(v.get(f, 0.0)) for f in FIELDS} for loop, v in sorted(compute.items())}
+    saved = None
+    if comp_loops:
+        n_lab = {loop: row["n_labeled"] for loop, row in metrics.items() if "n_labeled" in row}
+        report = savings_report(comp_loops, labeled=n_lab)
+        saved = {
+            "estimated": report["estimated"],
+            "baseline_total": report["baseline_total"],
+            **report["saved"],
+        }
+    total = {f: float(sum(r[f] for r in comp_loops.values())) for f in FIELDS}
+    return {
+        "directory": str(directory),
+        "metric": metric,
+        "curve": _curve(metrics, metric),
+        "baseline": baseline,
+        "loops": [{"loop": lp["loop"], "strategy": lp["strategy"], "reason": lp["reason"]} for lp in loops],
+        "labels_by_loop": [{"loop": loop, "sources": by_loop[loop]} for loop in sorted(by_loop)],
+        "classes": [
+            {"label": json.loads(k), "labeled": labeled.get(k, 0), "predicted": predicted.get(k, 0)}
+            for k in dict.fromkeys([*labeled, *predicted])
+        ],
+        "n_predicted": n_predicted,
+        "compute": {
+            "loops": [{"loop": loop, **row} for loop, row in comp_loops.items()],
+            "total": total,
+            "saved": saved,
+        },
+    }
+
+
 class _SkipAware:
     """Allocation that never offers an annotator a task they skipped (delegates the rest)."""
 
@@ -100,6 +258,9 @@ class LabelingService:
     content         optional callable ``(project, record id) -> (bytes, media type) | None`` for images;
                     without it (or when it returns None) images come from files the owner uploaded
     clock           ``time.time`` by default
+    file_roots      directories inside which owners may register image folders and campaign directories (the
+                    server's ``ALLOOP_FILE_ROOTS``); empty = none, so a project key cannot make the server read
+                    arbitrary files of its machine
     """
 
     def __init__(
@@ -109,8 +270,10 @@ class LabelingService:
         lease_seconds: float = 300.0,
         content: Callable[[str, Any], tuple[bytes, str] | None] | None = None,
         clock: Callable[[], float] | None = None,
+        file_roots: tuple[str, ...] = (),
     ) -> None:
         self.service = service
+        self.file_roots = file_roots
         self.lease_seconds = lease_seconds
         self.content = content
         self.clock = clock
@@ -388,10 +551,83 @@ class LabelingService:
             if got is not None:
                 return got
         path = self._content_path(pid, rid)
-        if not path.exists():
-            raise UnknownRecordError(f"Task {task_id} has no image; the project owner uploads one per record.")
-        data = path.read_bytes()
-        return data, _media_type(data) or "application/octet-stream"
+        if path.exists():
+            data = path.read_bytes()
+            return data, _media_type(data) or "application/octet-stream"
+        folder = self._store(pid).get_meta("image_folder")
+        if folder is not None:
+            got = folder_image(Path(folder), rid)
+            if got is not None:
+                return got
+        raise UnknownRecordError(
+            f"Task {task_id} has no image; the project owner uploads one per record or registers a folder."
+        )
+
+    def _allowed(self, resolved: Path, path: str) -> Path:
+        roots = [Path(r).expanduser().resolve() for r in self.file_roots]
+        if not any(resolved == r or r in resolved.parents for r in roots):
+            where = os.pathsep.join(map(str, roots)) or "unset"
+            raise ConfigError(
+                f"The 'path' parameter {path!r} is outside the directories this server may read "
+                f"(ALLOOP_FILE_ROOTS={where}); restart `alloop serve` with that directory in ALLOOP_FILE_ROOTS."
+            )
+        return resolved
+
+    def register_folder(self, pid: str, path: str) -> dict[str, Any]:
+        """Serve images of this project's records from ``path`` (``<record id>.png|.jpg|.jpeg`` inside it).
+
+        The folder must exist on the server's machine; only files directly inside it are read, and only
+        PNG/JPEG (checked by their first bytes). ``path=""`` unregisters the folder.
+        """
+        store = self._store(pid)
+        folder: str | None = None
+        if path:
+            resolved = self._allowed(_existing_dir(path, "path", "the image folder"), path)
+            folder = str(resolved)
+        with self._lock, store.transaction() as conn:
+            store.set_meta(conn, "image_folder", folder)
+        return {"image_folder": folder}
+
+    def attach_campaign(self, pid: str, path: str) -> dict[str, Any]:
+        """Show the campaign stored in directory ``path`` (its ``alloop.db``) on this project's dashboard.
+
+        A campaign that ran against this service records its project; one that names another project is refused.
+        """
+        from alloop.store import DB_NAME, CampaignStore
+
+        directory = self._allowed(_existing_dir(path, "path", "the campaign directory"), path)
+        if not (directory / DB_NAME).is_file():
+            raise ConfigError(
+                f"The 'path' parameter of the campaign directory must hold a campaign ({DB_NAME}). "
+                f"Got {path!r}; run the campaign there first."
+            )
+        try:
+            camp = CampaignStore(directory)
+            try:
+                owner = camp.get_meta("project_id")
+            finally:
+                camp.close()
+        except sa.exc.SQLAlchemyError as exc:
+            raise ConfigError(f"The campaign store in {path!r} cannot be read: {exc.__class__.__name__}.") from None
+        if owner not in (None, pid):
+            raise ConfigError(
+                f"The campaign in {path!r} ran for project {owner!r}, not {pid!r}; attach it to its own project."
+            )
+        store = self._store(pid)
+        with self._lock, store.transaction() as conn:
+            store.set_meta(conn, "campaign_dir", str(directory))
+        return {"campaign_dir": str(directory)}
+
+    def campaign(self, pid: str) -> dict[str, Any] | None:
+        """The dashboard's view of the attached campaign (see :func:`campaign_summary`); None when none is attached."""
+        store = self._store(pid, create=False)
+        directory = None if store is None else store.get_meta("campaign_dir")
+        if directory is None:
+            return None
+        try:
+            return campaign_summary(Path(directory))
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"The campaign store in {directory!r} cannot be read: {exc.__class__.__name__}.") from None
 
     def submit(
         self, pid: str, annotator: str, task_id: int, label: Any, *, seconds: float | None = None

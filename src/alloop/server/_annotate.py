@@ -54,6 +54,10 @@ class ConfigIn(_Body):
     preannotate: bool | None = None
 
 
+class PathIn(_Body):
+    path: str = Field(max_length=4096, description="a directory on the server's machine ('' unregisters)")
+
+
 class MetricsIn(_Body):
     loop: int = Field(ge=0, le=10**9)
     values: dict[str, float] = Field(max_length=100)
@@ -169,6 +173,16 @@ def owner_router(labeling: LabelingService) -> APIRouter:
         labeling.report_metrics(pid, body.loop, body.values)
         return {"status": "stored"}
 
+    @r.post("/folder")
+    def folder(pid: PID, body: PathIn) -> dict[str, Any]:
+        """Serve this project's images from a server directory: ``<record id>.png|.jpg|.jpeg`` directly inside it."""
+        return labeling.register_folder(pid, body.path)
+
+    @r.post("/campaign")
+    def campaign(pid: PID, body: PathIn) -> dict[str, Any]:
+        """Show a campaign directory (its ``alloop.db``) on this project's dashboard: curve, sources, compute."""
+        return labeling.attach_campaign(pid, body.path)
+
     @r.get("/overview")
     def overview(pid: PID) -> dict[str, Any] | None:
         return labeling.overview(pid)
@@ -183,7 +197,7 @@ def register_routes(app: Any, service: Any, settings: Any) -> LabelingService:
     """
     from alloop.server._pages import pages_router
 
-    labeling = LabelingService(service=service)
+    labeling = LabelingService(service=service, file_roots=tuple(getattr(settings, "file_roots", ())))
     app.include_router(annotate_router(labeling))
     app.include_router(owner_router(labeling))
     app.include_router(pages_router(service, labeling, settings))

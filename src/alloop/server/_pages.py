@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import html
 import json
 import secrets
 import time
@@ -20,7 +21,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-__all__ = ["pages_router", "sign_session", "read_session"]
+from alloop.errors import AlloopError
+
+__all__ = ["class_bars_svg", "pages_router", "read_session", "sign_session"]
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "alloop_session"
@@ -61,6 +64,50 @@ def read_session(secret: bytes, value: str | None, *, now: float | None = None) 
     if not isinstance(claims, dict) or float(claims.get("exp", 0)) < (time.time() if now is None else now):
         return None
     return claims
+
+
+def class_bars_svg(rows: list[dict[str, Any]], *, title: str = "Classes: labeled vs predicted") -> str:
+    """A grouped bar chart (SVG text) of ``labeled`` and ``predicted`` per class, each as a share of its total.
+
+    Drawn on the server so the page needs no chart library; every text is escaped.
+
+    >>> svg = class_bars_svg([{"label": "<cat>", "labeled": 3, "predicted": 10}, {"label": 1, "labeled": 1,
+    ...                       "predicted": 30}])
+    >>> svg.count('class="bar labeled"'), svg.count('class="bar predicted"'), "&lt;cat&gt;" in svg
+    (2, 2, True)
+    """
+    W, H, L, R, T, B = 440, 240, 40, 12, 40, 36
+    tot = {k: max(sum(float(r[k]) for r in rows), 1.0) for k in ("labeled", "predicted")}
+    share = [{k: float(r[k]) / tot[k] for k in ("labeled", "predicted")} for r in rows]
+    top = max([1e-9, *(v for sh in share for v in sh.values())])
+    width = (W - L - R) / max(len(rows), 1)
+    esc = html.escape
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" '
+        f'aria-label="{esc(title)}" class="chart-svg">',
+        f'<text x="{L}" y="16" font-weight="600">{esc(title)}</text>',
+        f'<rect x="{W - 190}" y="24" width="10" height="10" fill="#2459d6"/>'
+        f'<text x="{W - 176}" y="33">labeled ({int(tot["labeled"]) if rows else 0})</text>',
+        f'<rect x="{W - 95}" y="24" width="10" height="10" fill="#e07a10"/><text x="{W - 81}" y="33">predicted</text>',
+        f'<line x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}" stroke="#999"/>',
+        f'<text x="12" y="{(T + H - B) / 2:.0f}" transform="rotate(-90 12 {(T + H - B) / 2:.0f})" '
+        'text-anchor="middle">share of class</text>',
+    ]
+    for i, (row, sh) in enumerate(zip(rows, share, strict=True)):
+        x = L + i * width
+        bar = max(width / 2 - 3, 1.0)
+        for j, (kind, color) in enumerate((("labeled", "#2459d6"), ("predicted", "#e07a10"))):
+            h = sh[kind] / top * (H - T - B)
+            parts.append(
+                f'<rect class="bar {kind}" x="{x + 2 + j * (bar + 1):.1f}" y="{H - B - h:.1f}" width="{bar:.1f}" '
+                f'height="{h:.1f}" fill="{color}"><title>{esc(str(row["label"]))}: {kind} '
+                f'{int(row[kind])} ({sh[kind]:.0%})</title></rect>'
+            )
+        parts.append(
+            f'<text x="{x + width / 2:.1f}" y="{H - B + 14}" text-anchor="middle">{esc(str(row["label"]))}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
 
 
 def _page(name: str) -> FileResponse:
@@ -138,6 +185,13 @@ def pages_router(service: Any, labeling: Any, settings: Any) -> APIRouter:
                     "labeling": labeling.overview(pid),
                 }
             )
+            try:
+                campaign = labeling.campaign(pid)
+            except AlloopError as exc:  # the directory moved or broke: say so on the card, keep the page
+                campaign = {"error": str(exc)}
+            if campaign is not None and "classes" in campaign:
+                campaign["classes_svg"] = class_bars_svg(campaign["classes"])
+            projects[-1]["campaign"] = campaign
         return JSONResponse({"admin": claims["admin"], "projects": projects}, headers={"cache-control": "no-store"})
 
     return r

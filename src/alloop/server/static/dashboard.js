@@ -49,7 +49,7 @@
       const c = COLORS[i % COLORS.length];
       const d = q.points.map((p, j) => (j ? 'L' : 'M') + sx(p[0]).toFixed(1) + ' ' + sy(p[1]).toFixed(1)).join(' ');
       svg.append(s('path', { d, fill: 'none', stroke: c, 'stroke-width': 2, 'stroke-dasharray': q.dashed ? '5 4' : '', class: 'series' }));
-      for (const p of q.points) svg.append(s('circle', { cx: sx(p[0]), cy: sy(p[1]), r: 2.5, fill: c }));
+      for (const p of q.points) svg.append(s('circle', { cx: sx(p[0]), cy: sy(p[1]), r: 2.5, fill: c, class: 'point point-' + i }));
       svg.append(s('text', { x: 440 - 12 - 120 * i, y: 16, 'text-anchor': 'end', fill: c }, (q.dashed ? '- - ' : '— ') + q.name));
     });
     return svg;
@@ -72,8 +72,8 @@
     return svg;
   }
 
-  function table(cols, rows) {
-    const t = el('table', { class: 'grid' });
+  function table(cols, rows, kind) {
+    const t = el('table', { class: kind ? 'grid ' + kind : 'grid' });
     const hr = el('tr');
     for (const c of cols) hr.append(el('th', {}, c));
     t.append(hr);
@@ -95,6 +95,70 @@
     }));
   }
 
+  const SOURCE_COLORS = { human: '#2459d6', auto: '#13875b', weak: '#7a3fc8', oracle: '#e07a10' };
+
+  // labels per loop, one stacked bar per loop, one colour per source (human, auto, weak, oracle, …)
+  function sourcesChart(rows) {
+    const box = el('div', { class: 'chart sources' });
+    const title = 'Labels per loop by source';
+    if (!rows.length) { box.append(el('p', { class: 'muted' }, title + ': no labels yet.')); return box; }
+    const sources = [...new Set(rows.flatMap((r) => Object.keys(r.sources)))].sort();
+    const W = 440, H = 240, L = 48, B = 36, T = 40;
+    const max = Math.max(1, ...rows.map((r) => Object.values(r.sources).reduce((a, b) => a + b, 0)));
+    const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': title });
+    svg.append(s('text', { x: L, y: 16, 'font-weight': 600 }, title));
+    sources.forEach((src, i) => {
+      const c = SOURCE_COLORS[src] || COLORS[(i + 3) % COLORS.length];
+      svg.append(s('rect', { x: L + i * 90, y: 24, width: 10, height: 10, fill: c }));
+      svg.append(s('text', { x: L + 14 + i * 90, y: 33 }, src));
+    });
+    const w = (W - L - 12) / rows.length;
+    rows.forEach((r, i) => {
+      let y = H - B;
+      sources.forEach((src, j) => {
+        const n = r.sources[src] || 0;
+        if (!n) return;
+        const h = (n / max) * (H - T - B);
+        y -= h;
+        const rect = s('rect', { x: L + i * w + 3, y, width: Math.max(w - 6, 2), height: h, fill: SOURCE_COLORS[src] || COLORS[(j + 3) % COLORS.length], class: 'bar source-' + src });
+        rect.append(s('title', {}, 'loop ' + r.loop + ': ' + n + ' ' + src));
+        svg.append(rect);
+      });
+      svg.append(s('text', { x: L + i * w + w / 2, y: H - B + 14, 'text-anchor': 'middle' }, r.loop));
+    });
+    svg.append(s('text', { x: (L + W - 12) / 2, y: H - 6, 'text-anchor': 'middle' }, 'loop'));
+    box.append(svg);
+    return box;
+  }
+
+  // the class chart is drawn by the server (SVG text with every label escaped); parse it as SVG, never as HTML
+  function svgFromServer(text) {
+    const doc = new DOMParser().parseFromString(text, 'image/svg+xml');
+    const root = doc.documentElement;
+    if (root.nodeName !== 'svg') return el('p', { class: 'error' }, 'The class chart could not be drawn.');
+    return document.importNode(root, true);
+  }
+
+  function computeSection(c) {
+    const out = [el('h3', {}, 'Compute used' + (c.saved ? ' and saved' : ''))];
+    if (!c.loops.length) { out.push(el('p', { class: 'muted' }, 'No compute recorded yet.')); return out; }
+    const cols = ['loop', 'train CPU s', 'infer CPU s', 'select CPU s', 'records trained', 'records inferred'];
+    const row = (name, r) => [name, num(r.train_cpu_s, 3), num(r.infer_cpu_s, 3), num(r.select_cpu_s, 3), r.records_trained, r.records_inferred];
+    const rows = c.loops.map((r) => row(r.loop, r));
+    rows.push(row('total', c.total));
+    const t = table(cols, rows, 'compute');
+    out.push(t);
+    if (c.saved) {
+      const b = c.saved.baseline_total;
+      const x = (v) => (v === null || v === undefined ? '–' : Number(v).toFixed(2) + '×');
+      out.push(el('p', { class: 'saved' },
+        'From scratch' + (c.saved.estimated ? ' (estimated)' : '') + ': ' + num(b.cpu_s, 3) + ' CPU s, '
+        + b.records_trained + ' records trained, ' + b.records_inferred + ' inferred. Saved: CPU ' + x(c.saved.cpu_x)
+        + ', training ' + x(c.saved.train_cpu_x) + ', inference ' + x(c.saved.infer_cpu_x) + ' less.'));
+    }
+    return out;
+  }
+
   function project(p) {
     const card = el('section', { class: 'card project', 'data-project': p.id });
     card.append(el('h2', {}, p.name + ' '), el('p', { class: 'muted' }, p.id + ' · strategy ' + p.strategy + ' · classes ' + p.classes.join(', ')));
@@ -110,23 +174,39 @@
     }
     card.append(kpis);
     const charts = el('div', { class: 'charts' });
-    const metrics = lab ? lab.metrics : [];
-    const useLabels = metrics.some((m) => m.n_labels !== undefined);
+    const camp = p.campaign && !p.campaign.error ? p.campaign : null;
     const curve = el('div', { class: 'chart learning-curve' });
-    curve.append(lineChart('Learning curve', curveSeries(metrics), useLabels ? 'labels' : 'loop', 'metric'));
+    if (camp) {
+      const series = [{ name: p.strategy || 'campaign', points: camp.curve }];
+      if (camp.baseline.length) series.push({ name: 'random', dashed: true, points: camp.baseline });
+      curve.append(lineChart('Learning curve', series, 'labels', camp.metric || 'metric'));
+    } else {
+      const metrics = lab ? lab.metrics : [];
+      const useLabels = metrics.some((m) => m.n_labels !== undefined);
+      curve.append(lineChart('Learning curve', curveSeries(metrics), useLabels ? 'labels' : 'loop', 'metric'));
+    }
     charts.append(curve);
+    if (camp) {
+      charts.append(sourcesChart(camp.labels_by_loop));
+      const classes = el('div', { class: 'chart classes' });
+      classes.append(svgFromServer(camp.classes_svg));
+      classes.append(el('p', { class: 'muted small' }, 'predicted: latest inference over ' + camp.n_predicted + ' records'));
+      charts.append(classes);
+    }
     const perLoop = el('div', { class: 'chart' });
     perLoop.append(barChart('Records selected per loop', p.history.map((h) => ({ name: String(h.loop), value: h.n_selected })), 'records'));
     charts.append(perLoop);
-    if (lab) {
+    if (lab && !(camp && lab.labels_by_class.every((b) => !b.count))) {  // no empty chart beside a campaign's
       const dist = el('div', { class: 'chart' });
       dist.append(barChart('Human labels by class', lab.labels_by_class.map((b) => ({ name: String(b.label), value: b.count })), 'judgements'));
       charts.append(dist);
     }
     card.append(charts);
+    if (p.campaign && p.campaign.error) card.append(el('p', { class: 'error' }, 'Campaign: ' + p.campaign.error));
+    if (camp) card.append(...computeSection(camp.compute));
     card.append(el('h3', {}, 'Strategy per loop'));
     card.append(p.history.length
-      ? table(['loop', 'strategy', 'why', 'k', 'seconds'], p.history.map((h) => [h.loop, h.strategy, h.reason, h.k, num(h.seconds, 3)]))
+      ? table(['loop', 'strategy', 'why', 'k', 'seconds'], p.history.map((h) => [h.loop, h.strategy, h.reason, h.k, num(h.seconds, 3)]), 'strategy')
       : el('p', { class: 'muted' }, 'No recommendation yet.'));
     if (lab) {
       card.append(el('h3', {}, 'Annotators'));
