@@ -5,15 +5,17 @@ For N rows x 10 classes of float32 probabilities already in memory, and k = 100 
 thread's CPU-time medians are recorded too, and the load average before and after the run):
 
 * ``sum``    ``probs.sum()``, the read-once floor;
-* ``select`` ``alloop.select(probs, k, strategy)`` (the fused, chunked, validating pass);
+* ``select`` ``alloop.select(probs, k, strategy)`` (the fused, chunked, validating pass, on
+  ``numba.get_num_threads()`` threads: all cores unless ``NUMBA_NUM_THREADS`` says otherwise);
+* ``select1`` the same with ``threads=1`` (the calling thread only; identical result);
 * ``numpy``  scores with ``np.partition`` / ``np.log`` on the whole matrix, then ``np.argpartition`` + sort;
 * ``skactiveml`` ``uncertainty_scores`` + ``simple_batch`` when scikit-activeml is installed (skipped otherwise).
 
 Usage::
 
-    .venv/bin/python benchmarks/selection_speed.py           # N = 1e4 .. 1e7 (~4 min)
-    .venv/bin/python benchmarks/selection_speed.py --sizes 10000000 --repeats 5   # the target size only
-    .venv/bin/python benchmarks/selection_speed.py --quick   # N = 1e4 .. 1e5
+    .venv/bin/python benchmarks/selection_speed.py           # N = 1e4 .. 1e7 (~5 min)
+    .venv/bin/python benchmarks/selection_speed.py --quick   # N = 1e7 only (the targets), 5 rounds (~2 min)
+    .venv/bin/python benchmarks/selection_speed.py --sizes 10000 100000 --repeats 3   # any sizes
 
 Writes ``benchmarks/results/selection_speed.json``. Exit status 0 always: targets are reported, not enforced.
 """
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alloop._select import _kernels, select
+from alloop._select import _kernels, _parts, select
 
 STRATEGIES = ("least-confidence", "margin", "ratio", "entropy")
 TARGET_VS_SUM = {"least-confidence": 3.0, "margin": 3.0, "ratio": 3.0, "entropy": 6.0}
@@ -98,15 +100,19 @@ def run(sizes: list[int], repeats: int) -> dict:
         probs = make_probs(n)
         for k in sorted({100, max(1, n // 100)}):
             for strategy in STRATEGIES:
-                cols: dict[str, list[tuple[float, float]]] = {c: [] for c in ("sum", "select", "numpy", "skactiveml")}
+                cols: dict[str, list[tuple[float, float]]] = {
+                    c: [] for c in ("sum", "select", "select1", "numpy", "skactiveml")
+                }
                 runs: dict[str, Callable[[], object]] = {
                     "sum": probs.sum,
                     "select": functools.partial(select, probs, k, strategy),
+                    "select1": functools.partial(select, probs, k, strategy, threads=1),
                     "numpy": functools.partial(numpy_select, probs, k, strategy),
                 }
                 if have_skal and strategy != "ratio":
                     runs["skactiveml"] = functools.partial(skactiveml_select, probs, k, strategy)
-                runs["select"]()  # warm-up (compiles the kernels once)
+                first = runs["select"]()  # warm-up (compiles the kernels once)
+                assert np.array_equal(first, runs["select1"]()), "threads changed the result"
                 for _ in range(repeats):  # side by side: every column in every round
                     for name, fn in runs.items():
                         cols[name].append(_time(fn))
@@ -120,6 +126,8 @@ def run(sizes: list[int], repeats: int) -> dict:
                     "median_cpu_s": cpu,
                     "select_over_sum_cpu": cpu["select"] / cpu["sum"],
                     "select_over_sum": med["select"] / med["sum"],
+                    "select1_over_sum": med["select1"] / med["sum"],
+                    "select1_over_select": med["select1"] / med["select"],
                     "numpy_over_select": med["numpy"] / med["select"],
                 }
                 if "skactiveml" in med:
@@ -133,27 +141,33 @@ def _format_row(row: dict) -> str:
     skal = f"{row['skactiveml_over_select']:.1f}x" if "skactiveml_over_select" in row else "—"
     return (
         f"| {row['n']:.0e} | {row['k']} | {row['strategy']} | {row['median_s']['sum'] * 1e3:.1f} | "
-        f"{row['median_s']['select'] * 1e3:.1f} | {row['median_s']['numpy'] * 1e3:.1f} | "
-        f"{row['select_over_sum']:.1f}x | {row['numpy_over_select']:.1f}x | {skal} |"
+        f"{row['median_s']['select'] * 1e3:.1f} | {row['median_s']['select1'] * 1e3:.1f} | "
+        f"{row['median_s']['numpy'] * 1e3:.1f} | {row['select_over_sum']:.1f}x | {row['select1_over_sum']:.1f}x | "
+        f"{row['numpy_over_select']:.1f}x | {skal} |"
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="N = 1e4 and 1e5 only")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="N = 1e7 only (the target size), 5 rounds")
+    parser.add_argument("--repeats", type=int, help="rounds (default 7; 5 with --quick)")
     parser.add_argument("--sizes", type=int, nargs="+", help="row counts to run (default 1e4 .. 1e7)")
     args = parser.parse_args(argv)
-    sizes = args.sizes or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000, 10_000_000])
+    sizes = args.sizes or ([10_000_000] if args.quick else [10_000, 100_000, 1_000_000, 10_000_000])
+    repeats = args.repeats or (5 if args.quick else 7)
+    threads = _parts(10**9, None)  # what select uses on a large pool (numba.get_num_threads())
     load_before = os.getloadavg()
-    print("| N | k | strategy | sum ms | select ms | numpy ms | select/sum | numpy/select | skactiveml/select |")
-    print("| (wall-time medians) | | | | | | | | |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    result = run(sizes, args.repeats)
+    print(f"select threads: {threads} (select1: 1)")
+    print("| N | k | strategy | sum ms | select ms | select1 ms | numpy ms | select/sum | select1/sum | numpy/select "
+          "| skactiveml/select |")
+    print("| (wall-time medians) | | | | | | | | | | |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    result = run(sizes, repeats)
     result.update(
         command="python " + " ".join(["benchmarks/selection_speed.py", *(argv if argv is not None else sys.argv[1:])]),
         compiled=_kernels() is not None,
-        repeats=args.repeats,
+        repeats=repeats,
+        threads=threads,
         python=sys.version.split()[0],
         numpy=np.__version__,
         machine=platform.machine(),

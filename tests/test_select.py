@@ -5,12 +5,27 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alloop._select import _TOL, FUSED, _entropy_cut, _entropy_slack, _fused_top_k, _kernels, _scan_slack, select
+from alloop._select import (
+    _KIND,
+    _TOL,
+    FUSED,
+    MIN_PART_ROWS,
+    _compiled_part,
+    _entropy_cut,
+    _entropy_slack,
+    _fused_top_k,
+    _guess_threshold,
+    _kernels,
+    _parts,
+    select,
+)
 from alloop.errors import ConfigError, DataError
 from alloop.strategies import top_k
-from alloop.strategies.uncertainty import entropy_scores
+from alloop.strategies.uncertainty import entropy_scores, margin_scores
 
 COMPILED = [False] + ([True] if _kernels() is not None else [])
+#: (compiled, parts): the numpy path, and the compiled one in the calling thread and in 3 parallel parts
+PATHS = [(False, 1)] + ([(True, 1), (True, 3)] if _kernels() is not None else [])
 
 
 def _probs(n: int, n_classes: int, dtype, seed: int = 0, alpha: float = 0.5) -> np.ndarray:
@@ -23,26 +38,65 @@ def _probs(n: int, n_classes: int, dtype, seed: int = 0, alpha: float = 0.5) -> 
     return p.astype(dtype)
 
 
-@pytest.mark.parametrize("compiled", COMPILED)
+@pytest.mark.parametrize(("compiled", "parts"), PATHS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_classes", [2, 3, 10, 100])
-def test_equals_top_k_of_scores_exactly(compiled, dtype, n_classes):
+def test_equals_top_k_of_scores_exactly(compiled, parts, dtype, n_classes):
+    # small blocks, so the in-kernel buffers are compacted many times; parts split the rows across threads
     p = _probs(3000, n_classes, dtype)
     for name, score_fn in FUSED.items():
         scores = score_fn(p)
         for k in (1, 7, 64, 500, 2999, 3000, 5000):
             expected = top_k(scores, k)
-            got = _fused_top_k(p, k, name, chunk_rows=257, compiled=compiled)
+            got = _fused_top_k(p, k, name, chunk_rows=257, compiled=compiled, parts=parts)
             assert got.dtype == np.int64
             assert np.array_equal(got, expected), (name, k)
 
 
-@pytest.mark.parametrize("compiled", COMPILED)
-def test_ties_go_to_the_lower_row_across_chunks(compiled):
+@pytest.mark.parametrize(("compiled", "parts"), PATHS)
+def test_ties_go_to_the_lower_row_across_chunks_and_parts(compiled, parts):
     p = np.full((1000, 4), 0.25, dtype=np.float32)
     for name in FUSED:
-        assert _fused_top_k(p, 5, name, chunk_rows=64, compiled=compiled).tolist() == [0, 1, 2, 3, 4]
+        got = _fused_top_k(p, 5, name, chunk_rows=64, compiled=compiled, parts=parts)
+        assert got.tolist() == [0, 1, 2, 3, 4]
         assert select(p, 3, name).tolist() == [0, 1, 2]
+
+
+def test_entropy_near_ties_overflow_the_kernel_buffer_and_fall_back_exactly():
+    if _kernels() is None:
+        pytest.skip("numba is not installed; the compiled kernel is not used")
+    p = np.full((1000, 4), 0.25, dtype=np.float32)  # 1000 equal entropies: the candidate buffer cannot shrink
+    kernel = _kernels()["part"]
+    assert _compiled_part(p, 0, 1000, 5, "entropy", kernel, block=64, flat=p.reshape(-1)) is None
+    assert _compiled_part(p, 0, 1000, 5, "margin", kernel, block=64, flat=p.reshape(-1))[0].tolist() == [0, 1, 2, 3, 4]
+    assert _fused_top_k(p, 5, "entropy", chunk_rows=64, parts=2).tolist() == [0, 1, 2, 3, 4]  # via numpy
+
+
+def test_threads_give_identical_results_and_follow_numba():
+    # above 2 * MIN_PART_ROWS rows select really splits the matrix across threads
+    p = _probs(2 * MIN_PART_ROWS + 999, 10, np.float32, alpha=1.0)
+    p[-5:] = p[7]  # ties between the first and the last part
+    for name in FUSED:
+        for k in (3, 100, 2000):
+            one = select(p, k, name, threads=1)
+            assert np.array_equal(one, select(p, k, name, threads=2)), (name, k)
+            assert np.array_equal(one, select(p, k, name)), (name, k)
+            if k == 3:
+                assert np.array_equal(one, top_k(FUSED[name](p), k))
+    assert _parts(1000, None) == 1 and _parts(10**6, 1) == 1
+    assert _parts(10**6, 4) == 4 and _parts(3 * MIN_PART_ROWS, 8) == 3
+    if _kernels() is not None:
+        import numba
+
+        assert _parts(10**7, None) == numba.get_num_threads()
+        before = numba.get_num_threads()
+        numba.set_num_threads(1)  # what the Dask task wrapper does on a threads_per_worker=1 worker
+        try:
+            assert _parts(10**7, None) == 1
+        finally:
+            numba.set_num_threads(before)
+    with pytest.raises(ConfigError, match="The 'threads' parameter of select must be an int >= 1 or None. Got 0."):
+        select(p, 1, threads=0)
 
 
 def test_entropy_filter_keeps_near_ties():
@@ -57,6 +111,20 @@ def test_entropy_filter_keeps_near_ties():
         assert np.array_equal(got, top_k(entropy_scores(p), 37))
 
 
+def _scan(p: np.ndarray, *, vectorised: bool) -> np.ndarray:
+    """The kernel's entropy of every row (no threshold): the vectorised fast log, or float64 logs per row."""
+    n = p.shape[0]
+    idx, sc = np.empty(n, np.int64), np.empty(n)
+    flat = p.reshape(-1) if vectorised else np.empty(0, p.dtype)
+    bits = flat.view(np.int32 if p.dtype == np.float32 else np.int64)
+    buf = np.empty(500 * p.shape[1], np.float32)
+    retry = 10**9 if vectorised else 1  # the row scan is retried every `retry`-th block
+    cnt, row, bad = _kernels()["part"](p, flat, bits, 0, n, _KIND["entropy"], _TOL, -np.inf, np.inf, 1.0, retry, 500,
+                                       buf, idx, sc, 0)
+    assert (cnt, row, bad) == (n, n, -1) and idx.tolist() == list(range(n))
+    return sc
+
+
 def test_fast_entropy_error_is_within_the_slack():
     if _kernels() is None:
         pytest.skip("numba is not installed; the compiled filter is not used")
@@ -65,13 +133,8 @@ def test_fast_entropy_error_is_within_the_slack():
         for n_classes in (2, 10, 100):
             p = rng.dirichlet(np.full(n_classes, 0.05), size=2000)  # many tiny and near-1 probabilities
             p = p.astype(dtype)
-            n = p.shape[0]
-            out_idx, out_sc = np.empty(n, np.int64), np.empty(n)
-            buf = np.empty(p.size, np.float32)
-            bits = p.reshape(-1).view(np.int32 if dtype == np.float32 else np.int64)
-            cnt, bad = _kernels()[1](p, bits, 0, n, -np.inf, 1e-3, buf, out_idx, out_sc)
-            assert bad == -1 and cnt == n
-            err = np.abs(out_sc[:cnt] - entropy_scores(p)[out_idx[:cnt]]).max()
+            fast = _scan(p, vectorised=True)
+            err = np.abs(fast - entropy_scores(p)).max()
             assert err < _entropy_slack(n_classes) / 2, (dtype, n_classes, err)
 
 
@@ -89,19 +152,16 @@ def test_entropy_cut_is_a_true_bound(n_classes):
     assert _entropy_cut(np.log(n_classes) + 0.1, n_classes) == 0.0  # above the maximum: every row
 
 
-def test_scan_entropy_error_is_within_its_slack():
+def test_scan_entropy_error_is_far_below_the_slack():
     if _kernels() is None:
         pytest.skip("numba is not installed; the compiled scan is not used")
     rng = np.random.default_rng(6)
     for dtype in (np.float32, np.float64):
         for n_classes in (2, 10, 100):
             p = rng.dirichlet(np.full(n_classes, 0.05), size=2000).astype(dtype)
-            n = p.shape[0]
-            out_idx, out_sc = np.empty(n, np.int64), np.empty(n)
-            cnt, bad, logs = _kernels()[0](p, 0, n, 3, -np.inf, np.inf, 1e-3, out_idx, out_sc, 0)
-            assert bad == -1 and cnt == n and logs == n
-            err = np.abs(out_sc[:cnt] - entropy_scores(p)[out_idx[:cnt]]).max()
-            assert err < _scan_slack(n_classes) / 2, (dtype, n_classes, err)
+            out_sc = _scan(p, vectorised=False)
+            err = np.abs(out_sc - entropy_scores(p)).max()
+            assert err < 1e-12 * (n_classes + 1), (dtype, n_classes, err)
 
 
 def test_entropy_with_a_skewed_pool_uses_both_kernels_exactly():
@@ -109,21 +169,21 @@ def test_entropy_with_a_skewed_pool_uses_both_kernels_exactly():
     rng = np.random.default_rng(8)
     p = rng.dirichlet(np.full(10, 0.1), size=6000)
     p[2000:4000] = rng.dirichlet(np.full(10, 30.0), size=2000)
-    for compiled in COMPILED:
+    for compiled, parts in PATHS:
         for k in (1, 50, 1500):
-            got = _fused_top_k(p, k, "entropy", chunk_rows=200, compiled=compiled)
+            got = _fused_top_k(p, k, "entropy", chunk_rows=200, compiled=compiled, parts=parts)
             assert np.array_equal(got, top_k(entropy_scores(p), k)), (compiled, k)
 
 
-@pytest.mark.parametrize("compiled", COMPILED)
-def test_non_contiguous_and_integer_input(compiled):
+@pytest.mark.parametrize(("compiled", "parts"), PATHS)
+def test_non_contiguous_and_integer_input(compiled, parts):
     p = _probs(600, 5, np.float64)
     fortran = np.asfortranarray(p)
     strided = np.repeat(p, 2, axis=0)[::2]
     for name, score_fn in FUSED.items():
         expected = top_k(score_fn(p), 40)
-        assert np.array_equal(_fused_top_k(fortran, 40, name, chunk_rows=100, compiled=compiled), expected)
-        assert np.array_equal(_fused_top_k(strided, 40, name, chunk_rows=100, compiled=compiled), expected)
+        for q in (fortran, strided):
+            assert np.array_equal(_fused_top_k(q, 40, name, chunk_rows=100, compiled=compiled, parts=parts), expected)
     onehot = np.eye(3, dtype=np.int64)[[0, 2, 1, 1]]
     assert select(onehot, 2, "margin").tolist() == [0, 1]
 
@@ -138,7 +198,7 @@ def test_single_class_and_edge_sizes():
     assert sorted(everything.tolist()) == list(range(10))
 
 
-@pytest.mark.parametrize("compiled", COMPILED)
+@pytest.mark.parametrize(("compiled", "parts"), PATHS)
 @pytest.mark.parametrize(
     ("row", "fix", "message"),
     [
@@ -148,14 +208,14 @@ def test_single_class_and_edge_sizes():
         (703, lambda r: r.__setitem__(0, r[0] + 0.01), "Row 703 of 'probs' sums to 1.01"),
     ],
 )
-def test_validation_names_the_first_bad_row(compiled, row, fix, message):
+def test_validation_names_the_first_bad_row(compiled, parts, row, fix, message):
     for dtype in (np.float32, np.float64):
         p = _probs(1000, 3, dtype)
         fix(p[row])
-        fix(p[row + 200])  # a later bad row is not the one reported
+        fix(p[row + 200])  # a later bad row (in a later part, with 3 parts) is not the one reported
         for name in FUSED:
             with pytest.raises(DataError, match="first bad row") as info:
-                _fused_top_k(p, 5, name, chunk_rows=128, compiled=compiled)
+                _fused_top_k(p, 5, name, chunk_rows=128, compiled=compiled, parts=parts)
             assert message in str(info.value)
             assert f"row {row} is the first bad row" in str(info.value)
 
@@ -196,3 +256,30 @@ def test_other_probability_strategies_run_through_their_class():
     bad[42, 0] = -1.0
     with pytest.raises(DataError, match="Row 42"):
         select(bad, 3, "gini")
+
+
+@pytest.mark.parametrize(("compiled", "parts"), PATHS)
+def test_the_first_bad_row_is_found_across_parts(compiled, parts):
+    p = _probs(1000, 3, np.float32)
+    p[950, 0] = np.nan  # in the last part
+    p[400, :] = [1.5, -0.5, 0.0]  # in the middle part: the first bad row
+    for name in FUSED:
+        with pytest.raises(DataError, match="Row 400 of 'probs' holds the negative value -0.5 in column 1"):
+            _fused_top_k(p, 3, name, chunk_rows=100, compiled=compiled, parts=parts)
+
+
+def test_a_too_high_guessed_threshold_is_detected_and_the_pass_rerun():
+    # the strided sample (every 4th row) sees only uncertain rows, so its guess lets < k of all rows through
+    rng = np.random.default_rng(11)
+    n, k = 4 * 16384, 1000
+    p = rng.dirichlet(np.full(10, 0.05), size=n)  # confident rows
+    p[::4] = rng.dirichlet(np.full(10, 20.0), size=n // 4)  # uncertain rows, exactly where the sample looks
+    for name, score_fn in FUSED.items():
+        scores = score_fn(p)
+        guess = _guess_threshold(p, k, name)
+        assert np.sum(scores > guess) < k  # too high: the first pass finds fewer than k rows
+        for compiled, parts in PATHS:
+            assert np.array_equal(_fused_top_k(p, k, name, compiled=compiled, parts=parts), top_k(scores, k)), name
+    assert _guess_threshold(p, 10, "margin") == -np.inf  # small k: no guess
+    ok = _probs(n, 10, np.float32, alpha=1.0)
+    assert np.sum(margin_scores(ok) > _guess_threshold(ok, k, "margin")) >= k  # a representative sample: kept
