@@ -21,6 +21,7 @@ from alloop.scale import (
     update_history,
     write_snapshot_parts,
 )
+from alloop.scale._cluster import SCHEDULER_KWARGS
 from alloop.strategies import SelectionContext, make_strategy
 
 distributed = pytest.importorskip("distributed")
@@ -37,6 +38,7 @@ def _start_cluster(attempts: int = 3):
                 processes=True,
                 host="127.0.0.1",
                 dashboard_address=None,
+                scheduler_kwargs=SCHEDULER_KWARGS,  # HTTP routes on a free port, not 8787 (maybe taken)
                 timeout="120s",
             )
         except Exception as exc:  # noqa: BLE001 - retried, then re-raised
@@ -211,12 +213,15 @@ def test_history_per_partition_equals_history(client, tmp_path):
 def test_simulation_on_cluster_equals_simulate(client):
     from alloop.bench import simulate
 
-    kwargs = dict(model="naive-bayes", strategies=["margin", "random"], initial=6, batch=3, budget=12, seeds=3,
+    kwargs = dict(model="gaussian-nb", strategies=["margin", "random"], initial=6, batch=3, budget=12, seeds=3,
                   test_size=0.3)
     want = simulate("iris", **kwargs)
     got = run_simulation_on_cluster("iris", cluster=client, **kwargs)
     for r in (*want["results"].values(), *got["results"].values()):
         r.pop("seconds")
+        cpu = r.get("compute", {})  # measured CPU seconds differ run to run; the record counts do not
+        for key in [k for k in cpu if k.endswith("cpu_s")] + ["from_scratch"]:
+            cpu.pop(key, None)
     assert got == want
 
 
@@ -318,3 +323,52 @@ def test_engine_service_ranks_on_the_cluster_like_the_engine(client, tmp_path):
         svc.close()
     assert results["dask"].ids.tolist() == results["plain"].ids.tolist()
     assert "on Dask" in results["dask"].reason and "on Dask" not in results["plain"].reason
+
+
+def test_meta_train_on_the_cluster_equals_the_process_pool(client, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from alloop._cli_meta_train import meta_train_command
+    from alloop.engine.learned import FAMILIES, load_selector, meta_train
+
+    kw = dict(families=FAMILIES[:2], seeds=2, seed=3, episode={"budget": 16, "lookahead": 2})
+    pool = meta_train(workers=2, **kw)
+    seen: list[str] = []
+    dask = meta_train(cluster=client, progress=seen.append, **kw)
+    assert sorted(seen) == sorted([FAMILIES[0]] * 2 + [FAMILIES[1]] * 2)  # one tick per finished campaign
+    for name in ("W1", "b1", "w2", "mean", "scale"):
+        assert np.array_equal(getattr(dask, name), getattr(pool, name)), name
+    assert dask.meta == pool.meta
+
+    app = typer.Typer()
+    app.command()(meta_train_command)
+    out = tmp_path / "sel.json"
+    address = client.scheduler.address  # the CLI connects to the running cluster by tcp:// address
+    args = ["--out", str(out), "--seeds", "2", "--seed", "3", "--budget", "16", "--lookahead", "2", "--no-progress",
+            "--cluster", address] + [a for fam in FAMILIES[2:] for a in ("--exclude", fam)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    sel = load_selector(out)
+    assert np.array_equal(sel.W1, pool.W1) and f"--cluster {address}" in sel.meta["command"]
+
+
+def _task_threads() -> tuple[bool, int]:
+    import numba
+
+    from alloop.scale._cluster import in_dask_task
+
+    return in_dask_task(), numba.get_num_threads()
+
+
+def test_tasks_run_on_one_thread_and_come_back_in_order(client):
+    from alloop.scale._cluster import gather_in_order, in_dask_task, submit
+
+    # the fixture's workers are plain LocalCluster workers (no NUMBA_NUM_THREADS): the task wrapper alone must
+    # keep numba and Arrow on the task's thread, so one worker with threads_per_worker=1 is one core
+    assert submit(client, _task_threads).result() == (True, 1)
+    assert not in_dask_task()
+    done: list[int] = []
+    futures = [submit(client, pow, i, 2) for i in range(6)]
+    assert gather_in_order(futures, done.append) == [0, 1, 4, 9, 16, 25]
+    assert sorted(done) == [0, 1, 4, 9, 16, 25]

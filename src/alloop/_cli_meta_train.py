@@ -28,14 +28,24 @@ def meta_train_command(
         Path | None, typer.Option("--cache", help="Directory that keeps each simulated campaign for reuse.")
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            help="Run the campaigns as Dask tasks: 'local', 'local:N' or 'tcp://host:port' (default: "
+            "ALLOOP_DASK_SCHEDULER when set, else --workers processes). Needs pip install 'alloop[dask]'.",
+        ),
+    ] = None,
 ) -> None:
     """Train the learned selector on synthetic task families (never on real data sets) and write it as JSON."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from alloop.engine.learned import FAMILIES, meta_train
+    from alloop.scale import resolve_cluster_spec
 
     console = Console(stderr=True)
     fams = [f for f in FAMILIES if f not in set(exclude or ())]
+    cluster = resolve_cluster_spec(cluster)
     start = time.perf_counter()
     try:
         with Progress(
@@ -53,6 +63,7 @@ def meta_train_command(
                 workers=workers,
                 seed=seed,
                 cache=cache,
+                cluster=cluster,
                 episode=None if (budget, lookahead) == (100, 16) else {"budget": budget, "lookahead": lookahead},
                 progress=lambda fam: bar.update(task, advance=1, description=f"simulated campaigns · {fam}"),
             )
@@ -64,6 +75,7 @@ def meta_train_command(
         + (f" --cache {cache}" if cache else "")
         + "".join(f" --exclude {e}" for e in (exclude or ()))
         + ("" if (budget, lookahead) == (100, 16) else f" --budget {budget} --lookahead {lookahead}")
+        + (f" --cluster {cluster}" if cluster else "")
     )
     sel.meta["seconds"] = round(time.perf_counter() - start, 1)
     sel.save(out)

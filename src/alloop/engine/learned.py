@@ -408,12 +408,15 @@ def meta_train(
     episode: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
     cache: str | os.PathLike[str] | None = None,
+    cluster: Any = None,
 ) -> Selector:
     """Simulate ``seeds`` campaigns per family (with and without embeddings, alternating), fit the selector.
 
     Families in ``exclude`` are left out (leave-one-family-out evaluation). Episodes run in parallel
     over ``workers`` processes; ``progress`` is called with the family of each finished episode. With
     ``cache`` (a directory), each episode's examples are kept as ``.npz`` and reused by later runs.
+    With ``cluster`` (``local[:N]``, ``tcp://host:port`` or a ``distributed.Client``; ``workers`` is then
+    unused) the episodes run as Dask tasks (:func:`alloop.scale.map_jobs`); the result is the same.
     """
     from concurrent.futures import ProcessPoolExecutor
 
@@ -432,7 +435,12 @@ def meta_train(
     where = None if cache is None else os.fspath(cache)
     jobs = [(f, 1000 * seed + s, s % 2 == 0, kw, where) for f in fams for s in range(seeds)]
     results: list[tuple[str, np.ndarray, np.ndarray]] = []
-    if workers <= 1:
+    if cluster is not None:
+        from alloop.scale import map_jobs
+
+        done = None if progress is None else (lambda res: progress(res[0]))
+        results = map_jobs(_episode_job, jobs, cluster=cluster, on_done=done)
+    elif workers <= 1:
         for job in jobs:
             results.append(_episode_job(job))
             if progress:

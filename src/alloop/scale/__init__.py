@@ -13,7 +13,7 @@ from alloop.scale._history import update_history, update_partition_stats
 from alloop.scale._infer import map_partitions
 from alloop.scale._parquet import Piece, list_pieces, write_snapshot_parts
 from alloop.scale._select import PER_RECORD, ScaleSelection, random_scores, score_top_k, select_from_snapshot
-from alloop.scale._simulate import run_simulation_on_cluster
+from alloop.scale._simulate import map_jobs, run_simulation_on_cluster
 
 __all__ = [
     "ENV_VAR",
@@ -22,6 +22,7 @@ __all__ = [
     "ScaleSelection",
     "cluster_client",
     "list_pieces",
+    "map_jobs",
     "map_partitions",
     "parse_cluster",
     "random_scores",

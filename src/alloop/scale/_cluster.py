@@ -16,13 +16,25 @@ True
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from alloop.errors import ConfigError, require_extra
 
-__all__ = ["ENV_VAR", "WORKER_ENV", "cluster_client", "start_local_cluster", "parse_cluster", "resolve_cluster_spec"]
+__all__ = [
+    "ENV_VAR",
+    "WORKER_ENV",
+    "cluster_client",
+    "gather_in_order",
+    "in_dask_task",
+    "in_task",
+    "parse_cluster",
+    "resolve_cluster_spec",
+    "start_local_cluster",
+    "submit",
+]
 
 #: Environment variable naming the default scheduler (same syntax as ``--cluster``).
 ENV_VAR = "ALLOOP_DASK_SCHEDULER"
@@ -62,10 +74,69 @@ def _is_client(obj: Any) -> bool:
     return type(obj).__name__ == "Client" and type(obj).__module__.startswith("distributed")
 
 
-#: Environment of local worker processes: one BLAS/OpenMP thread each (one worker = one core). Dask's default
-#: also sets ``MALLOC_TRIM_THRESHOLD_``, which turns off glibc's adaptive mmap threshold, so every large numpy
-#: temporary is mmapped and page-faulted again; simulation tasks ran 2-4x slower with it on this machine.
-WORKER_ENV = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
+#: Environment of local worker processes: one BLAS/OpenMP/numba thread each (one worker = one core). Dask's
+#: default also sets ``MALLOC_TRIM_THRESHOLD_``, which turns off glibc's adaptive mmap threshold, so every large
+#: numpy temporary is mmapped and page-faulted again; simulation tasks ran 2-4x slower with it on this machine.
+WORKER_ENV = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1, "NUMBA_NUM_THREADS": 1}
+
+
+_TASK = threading.local()
+
+
+def in_dask_task() -> bool:
+    """True on a thread that is running an alloop Dask task (see :func:`in_task`): use one thread there.
+
+    >>> in_dask_task()
+    False
+    """
+    return bool(getattr(_TASK, "active", False))
+
+
+def _one_numba_thread() -> None:
+    """Make numba's parallel kernels run on this thread only (a Dask task owns exactly one worker thread)."""
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba is a core dependency
+        return
+    if numba.get_num_threads() != 1:
+        numba.set_num_threads(1)  # thread-local: the worker thread that runs the task
+
+
+def in_task(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` as one Dask task, on its worker thread only: numba runs single-threaded and Parquet is
+    decoded without Arrow's thread pool (:func:`in_dask_task` is true), so N worker threads use N cores, not
+    N x cores. Otherwise each worker would decode on every core: one worker would already use the whole
+    machine and a second one could only add contention."""
+    _one_numba_thread()
+    _TASK.active = True
+    try:
+        return fn(*args)
+    finally:
+        _TASK.active = False
+
+
+def submit(client: Any, fn: Any, *args: Any) -> Any:
+    """``client.submit(fn, *args)`` run through :func:`in_task` (never cached: every call is new work)."""
+    return client.submit(in_task, fn, *args, pure=False)
+
+
+def gather_in_order(futures: list[Any], on_done: Callable[[Any], None] | None = None) -> list[Any]:
+    """The futures' results in the futures' order; ``on_done(result)`` is called as each one finishes."""
+    distributed: Any = require_extra("distributed", "dask")
+    if not futures:
+        return []
+    where = {f.key: i for i, f in enumerate(futures)}
+    results: list[Any] = [None] * len(futures)
+    for fut in distributed.as_completed(futures, loop=futures[0].client.loop):  # no default client needed
+        results[where[fut.key]] = res = fut.result()
+        if on_done is not None:
+            on_done(res)
+    return results
+
+
+#: Without a dashboard the scheduler still serves its HTTP routes, on port 8787 by default: a second cluster on the
+#: machine then warns "Port 8787 is already in use" (an error under ``-W error``). Any free port will do.
+SCHEDULER_KWARGS = {"dashboard_address": "127.0.0.1:0"}
 
 
 def start_local_cluster(n_workers: int) -> Any:
@@ -74,7 +145,12 @@ def start_local_cluster(n_workers: int) -> Any:
     distributed: Any = require_extra("distributed", "dask")
     with dask.config.set({"distributed.nanny.pre-spawn-environ": dict(WORKER_ENV)}):
         return distributed.LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            scheduler_kwargs=SCHEDULER_KWARGS,
         )
 
 

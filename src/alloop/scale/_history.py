@@ -23,7 +23,7 @@ import numpy as np
 
 from alloop.errors import DataError
 from alloop.metadata.history import SERIES, summary_stats
-from alloop.scale._cluster import cluster_client
+from alloop.scale._cluster import cluster_client, submit
 from alloop.scale._parquet import list_pieces, read_piece, split_columns
 
 __all__ = ["update_history", "update_partition_stats"]
@@ -111,6 +111,6 @@ def update_history(
             for piece, old, path in zip(pieces, olds, paths, strict=True):
                 _update_piece(piece, old, path, loop)
         else:
-            client.gather([client.submit(_update_piece, piece, old, path, loop, pure=False)
+            client.gather([submit(client, _update_piece, piece, old, path, loop)
                            for piece, old, path in zip(pieces, olds, paths, strict=True)])
     return paths

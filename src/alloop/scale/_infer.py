@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from alloop.errors import ConfigError, DataError
-from alloop.scale._cluster import cluster_client
+from alloop.scale._cluster import cluster_client, submit
 from alloop.scale._parquet import DEFAULT_ROWS_PER_PIECE, Piece, list_pieces, read_piece, write_snapshot_parts
 
 __all__ = ["map_partitions"]
@@ -65,6 +65,6 @@ def map_partitions(
                 _infer_piece(p, i, model, infer, out)
         else:
             shared = client.scatter(model, broadcast=True)  # once per worker, not once per task
-            futures = [client.submit(_infer_piece, p, i, shared, infer, out, pure=False) for i, p in enumerate(pieces)]
+            futures = [submit(client, _infer_piece, p, i, shared, infer, out) for i, p in enumerate(pieces)]
             client.gather(futures)
     return [os.path.join(out, f"part-{i:05d}.parquet") for i in range(len(pieces))]

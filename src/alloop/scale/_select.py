@@ -29,7 +29,7 @@ import numpy as np
 
 from alloop._validation import check_int
 from alloop.errors import ConfigError, DataError
-from alloop.scale._cluster import cluster_client
+from alloop.scale._cluster import cluster_client, submit
 from alloop.scale._parquet import DEFAULT_ROWS_PER_PIECE, Piece, list_pieces, read_piece, split_columns
 from alloop.strategies import SelectionContext, Strategy, make_strategy
 from alloop.strategies._topk import top_k
@@ -167,7 +167,7 @@ def _run(client: Any, fn: Any, pieces: list[Piece], *args: Any) -> list[Any]:
     """``fn(piece, *args)`` for every piece: in this process, or as one Dask task per piece."""
     if client is None:
         return [fn(p, *args) for p in pieces]
-    futures = [client.submit(fn, p, *args, pure=False) for p in pieces]
+    futures = [submit(client, fn, p, *args) for p in pieces]
     return list(client.gather(futures))
 
 
@@ -204,10 +204,9 @@ def _top_k_over_pieces(client: Any, pieces: list[Piece], spec: str, k: int, seed
             part = _piece_top_k(piece, spec, k, seed, loop)
             best = part if best is None else _combine(k, best, part)
         return best
-    level = [client.submit(_piece_top_k, p, spec, k, seed, loop, pure=False) for p in pieces]
+    level = [submit(client, _piece_top_k, p, spec, k, seed, loop) for p in pieces]
     while len(level) > 1:
-        level = [client.submit(_combine, k, *level[i : i + MERGE_FAN_IN], pure=False)
-                 for i in range(0, len(level), MERGE_FAN_IN)]
+        level = [submit(client, _combine, k, *level[i : i + MERGE_FAN_IN]) for i in range(0, len(level), MERGE_FAN_IN)]
     result: Part = level[0].result()
     return result
 
