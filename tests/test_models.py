@@ -14,7 +14,8 @@ from alloop.models import MODELS, build_model, classification_metrics, list_mode
 def test_registry_lists_every_model_with_a_description():
     names = [name for name, _ in list_models()]
     assert names == list(MODELS)
-    assert {"logreg", "svm-rbf", "random-forest", "knn", "gradient-boosting", "naive-bayes"} <= set(names)
+    expected = {"logreg", "svm-rbf", "random-forest", "knn", "gradient-boosting", "naive-bayes", "gaussian-nb"}
+    assert expected <= set(names)
     assert all(desc and "\n" not in desc for _, desc in list_models())
 
 
@@ -35,7 +36,28 @@ def test_models_are_built_exactly_as_documented():
     knn = build_model("knn")
     assert [type(s).__name__ for _, s in knn.steps] == ["StandardScaler", "KNeighborsClassifier"]
     assert build_model("gradient-boosting", seed=3).random_state == 3
-    assert type(build_model("naive-bayes")).__name__ == "GaussianNB"
+    assert type(build_model("gaussian-nb")).__name__ == "GaussianNB"
+    nb = build_model("naive-bayes")  # the issue's contract: multinomial naive Bayes on word counts of texts
+    assert [type(s).__name__ for _, s in nb.steps] == ["FunctionTransformer", "CountVectorizer", "MultinomialNB"]
+
+
+def test_naive_bayes_counts_words_of_texts():
+    texts = np.array([["good tasty snack"], ["awful stale bad"], ["tasty good"], ["bad awful"]], dtype=object)
+    est = build_model("naive-bayes").fit(texts, np.array(["great", "other", "great", "other"]))
+    probs = est.predict_proba(np.array([["good"], ["stale"]], dtype=object))
+    assert est.classes_.tolist() == ["great", "other"] and probs[0, 0] > 0.5 > probs[1, 0]
+
+
+def test_old_naive_bayes_meanings_fail_loudly_naming_the_new_names():
+    with pytest.raises(ConfigError, match="use 'gaussian-nb'"):  # numeric features: the old Gaussian meaning
+        build_model("naive-bayes").fit(np.array([[0.0, 1.0], [1.0, 0.0]]), np.array([0, 1]))
+    with pytest.raises(ConfigError, match="now called 'naive-bayes'"):
+        build_model("naive-bayes-text")
+    with pytest.raises(ConfigError, match="now called 'naive-bayes'"):
+        build_model("ensemble(naive-bayes-text, k=3)")
+    from alloop.models import model_info
+
+    assert (model_info("naive-bayes").data, model_info("gaussian-nb").data) == ("text", "tabular")
 
 
 def test_build_model_returns_a_fresh_unfitted_estimator_each_time():
@@ -61,7 +83,7 @@ def test_bad_seed_is_a_config_error():
 
 def _fit(y):
     X = np.arange(len(y), dtype=float).reshape(-1, 1)
-    return build_model("naive-bayes").fit(X, np.asarray(y)), X
+    return build_model("gaussian-nb").fit(X, np.asarray(y)), X
 
 
 def test_predict_proba_full_pads_unseen_classes_with_zero_and_orders_columns():
@@ -135,7 +157,7 @@ def test_every_model_says_its_data_extra_and_metadata():
         assert info.extra in (None, "torch", "text")
         assert "probs" in info.metadata and set(info.metadata) <= {"probs", "embeddings", "samples", "dynamics"}
         assert model_info(info.name) is info
-    assert {"mlp", "cnn", "minilm", "ensemble", "naive-bayes-text"} <= set(MODELS)
+    assert {"mlp", "cnn", "minilm", "ensemble", "naive-bayes", "gaussian-nb"} <= set(MODELS)
     assert model_info("mlp").metadata == ("probs", "embeddings", "samples", "dynamics")
     assert model_info("ensemble(knn, k=3)").min_labels == 5
     with pytest.raises(ConfigError, match="takes no arguments"):
@@ -198,3 +220,32 @@ def test_svm_rbf_fits_with_few_examples_per_class():
     assert model.steps[1][1].calibrated_ is True  # 4 and 5 examples: 4-fold calibration
     single = build_model("svm-rbf").fit(X, np.array([0, 0, 0, 0, 0, 0, 1, 1, 2]))
     assert single.steps[1][1].calibrated_ is False  # a class seen once: no calibration possible
+
+
+@pytest.fixture(scope="module")
+def natural_data():
+    """A small slice of each model's natural data: digits for tabular models, reviews for text ones."""
+    from alloop.datasets import load_dataset
+
+    digits, reviews = load_dataset("digits"), load_dataset("reviews-test")
+    rng = np.random.default_rng(0)
+    d, r = rng.permutation(digits.n_samples)[:160], rng.permutation(reviews.n_samples)[:160]
+    return {"tabular": (digits, d[:120], d[120:]), "text": (reviews, r[:120], r[120:])}
+
+
+@pytest.mark.parametrize("name", [m.name for m in MODELS.values() if m.extra is None and m.name != "ensemble"])
+def test_every_scikit_learn_model_fits_predicts_valid_probabilities_and_is_seeded(name, natural_data):
+    from threadpoolctl import threadpool_limits
+
+    from alloop.models import model_info
+
+    ds, train, test = natural_data[model_info(name).data]
+    with threadpool_limits(1):  # OpenMP (gradient boosting) busy-waits badly on a loaded 2-core machine
+        a = build_model(name, seed=5).fit(ds.X[train], ds.y[train])
+        probs = predict_proba_full(a, ds.X[test], ds.classes)
+        again = build_model(name, seed=5).fit(ds.X[train], ds.y[train])
+        np.testing.assert_array_equal(predict_proba_full(again, ds.X[test], ds.classes), probs)
+    assert probs.shape == (test.size, ds.classes.size) and probs.dtype == np.float64
+    assert probs.min() >= 0 and np.allclose(probs.sum(axis=1), 1.0)
+    majority = max(float(np.mean(ds.y[test] == c)) for c in ds.classes)
+    assert float(np.mean(ds.classes[probs.argmax(axis=1)] == ds.y[test])) >= majority + 0.1  # it learns

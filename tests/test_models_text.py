@@ -97,6 +97,6 @@ def test_without_the_text_extra_the_error_names_it(monkeypatch, tmp_path):
 
 def test_naive_bayes_text_baseline(reviews):
     ds, train, test = reviews
-    est = build_model("naive-bayes-text").fit(ds.X[train], ds.y[train])
+    est = build_model("naive-bayes").fit(ds.X[train], ds.y[train])
     assert est.predict_proba(ds.X[test]).shape == (300, 2)
-    assert model_info("naive-bayes-text").data == "text"
+    assert model_info("naive-bayes").data == "text"

@@ -129,6 +129,19 @@ def test_cnn_on_digits_images(digits):
     assert est.embed(ds.X[test[:20]]).shape == (20, 128)
 
 
+def test_cnn_mc_samples_are_seeded_and_warm_start_continues(digits):
+    ds, train, test = digits
+    X, y = ds.X[train[:120]], ds.y[train[:120]]
+    est = CNNClassifier(epochs=2, seed=0, warm_start=True).fit(X, y)
+    a, b = (est.predict_samples(ds.X[test[:20]], 3, seed=7) for _ in range(2))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, est.predict_samples(ds.X[test[:20]], 3, seed=8))
+    before = est.history_[-1]["loss"]
+    est.set_params(epochs=1).fit(X, y)
+    assert est.warm_started_ and [h["epoch"] for h in est.history_] == [1, 2, 3]
+    assert est.history_[-1]["loss"] < before  # continued training, not a restart
+
+
 def test_cnn_image_shapes():
     rng = np.random.default_rng(0)
     X = rng.random((40, 3 * 8 * 8))

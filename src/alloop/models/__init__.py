@@ -1,9 +1,9 @@
 """The model library: built-in models by name, and metrics over a fixed class list.
 
 scikit-learn models (``logreg``, ``svm-rbf``, ``random-forest``, ``gradient-boosting``, ``knn``,
-``naive-bayes``, ``naive-bayes-text``), PyTorch models with MC dropout, embeddings and training dynamics
-(``mlp``, ``cnn``; extra ``torch``), the ``minilm`` text classifier (extra ``text``) and
-``ensemble(BASE, k=K)`` committees. torch is imported only when a torch model is fit.
+``gaussian-nb``, and ``naive-bayes`` on the word counts of texts), PyTorch models with MC dropout,
+embeddings and training dynamics (``mlp``, ``cnn``; extra ``torch``), the ``minilm`` text classifier
+(extra ``text``) and ``ensemble(BASE, k=K)`` committees. torch is imported only when a torch model is fit.
 
 >>> [name for name, _ in list_models()][:2]
 ['logreg', 'svm-rbf']

@@ -2,7 +2,7 @@
 
 >>> import numpy as np
 >>> X = np.array([[0.0], [0.2], [0.9], [1.1], [0.1], [1.0]]); y = np.array([0, 0, 1, 1, 0, 1])
->>> est = EnsembleClassifier("naive-bayes", k=3, seed=0).fit(X, y)
+>>> est = EnsembleClassifier("gaussian-nb", k=3, seed=0).fit(X, y)
 >>> est.predict_samples(X).shape, est.predict_proba(X).shape
 ((3, 6, 2), (6, 2))
 """

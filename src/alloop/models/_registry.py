@@ -5,7 +5,7 @@
 3
 >>> build_model("logreg").__class__.__name__
 'Pipeline'
->>> build_model("ensemble(naive-bayes, k=3)").k
+>>> build_model("ensemble(gaussian-nb, k=3)").k
 3
 """
 
@@ -93,10 +93,8 @@ MODELS: dict[str, ModelInfo] = {
         ModelInfo("random-forest", "Random forest of 100 trees (random_state=seed).", sk._random_forest),
         ModelInfo("knn", "Standardised 5-nearest-neighbours.", sk._knn, 5),
         ModelInfo("gradient-boosting", "Histogram gradient boosting (random_state=seed).", sk._gradient_boosting),
-        ModelInfo("naive-bayes", "Gaussian naive Bayes.", sk._naive_bayes),
-        ModelInfo(
-            "naive-bayes-text", "Word counts + multinomial naive Bayes, on texts.", sk._naive_bayes_text, data="text"
-        ),
+        ModelInfo("naive-bayes", "Word counts + multinomial naive Bayes, on texts.", sk._naive_bayes, data="text"),
+        ModelInfo("gaussian-nb", "Gaussian naive Bayes, on numeric features.", sk._gaussian_nb),
         ModelInfo(
             "mlp",
             "Reference MLP: 2x256 ReLU, dropout 0.2, Adam 1e-3, batch 64, 30 epochs, standardised; MC dropout.",
@@ -168,7 +166,16 @@ def _parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return name, kwargs
 
 
+# names that changed meaning or spelling: old name → what to write now (an error, never a silent switch)
+RENAMED = {
+    "naive-bayes-text": "Model 'naive-bayes-text' is now called 'naive-bayes' (word counts + multinomial naive "
+    "Bayes, on texts); write 'naive-bayes'.",
+}
+
+
 def _unknown(name: str) -> ConfigError:
+    if isinstance(name, str) and name in RENAMED:
+        return ConfigError(RENAMED[name])
     close = difflib.get_close_matches(str(name), list(MODELS), n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return ConfigError(f"Unknown model {name!r}.{hint} The built-in models are: {', '.join(MODELS)}.")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from alloop.errors import DataError
+from alloop.errors import ConfigError, DataError
 
 __all__ = ["predict_proba_full"]
 
@@ -94,19 +94,34 @@ def _gradient_boosting(seed: int) -> Any:
     return HistGradientBoostingClassifier(random_state=seed)
 
 
-def _naive_bayes(seed: int) -> Any:
+def _gaussian_nb(seed: int) -> Any:
     from sklearn.naive_bayes import GaussianNB
 
     return GaussianNB()
 
 
 def _texts_column(X: Any) -> Any:
-    """The texts of an ``(n, 1)`` text column (or a 1-D array of texts) as a 1-D array."""
+    """The texts of an ``(n, 1)`` text column (or a 1-D array of texts) as a 1-D array.
+
+    Numbers instead of texts most likely mean a configuration written when ``naive-bayes`` was Gaussian:
+
+    >>> _texts_column(np.array([[0.5, 1.0]]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    alloop.errors.ConfigError: Model 'naive-bayes' is multinomial naive Bayes on the word counts of texts ...
+    """
     arr = np.asarray(X, dtype=object)
-    return arr[:, 0] if arr.ndim == 2 else arr
+    col = arr[:, 0] if arr.ndim == 2 and arr.shape[1] == 1 else arr
+    if col.ndim != 1 or not all(isinstance(t, str) for t in col.tolist()):
+        raise ConfigError(
+            "Model 'naive-bayes' is multinomial naive Bayes on the word counts of texts and needs one text per "
+            f"record; got {np.asarray(X).dtype} features of shape {np.shape(X)}. For Gaussian naive Bayes on "
+            "numeric features use 'gaussian-nb' (called 'naive-bayes' before 2026-11-24)."
+        )
+    return col
 
 
-def _naive_bayes_text(seed: int) -> Any:
+def _naive_bayes(seed: int) -> Any:
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.naive_bayes import MultinomialNB
     from sklearn.pipeline import make_pipeline
