@@ -15,6 +15,11 @@ done, so the run resumes where it stopped; cells run in parallel over processes.
 
     python benchmarks/engine.py --seeds 20 --workers 2                  # the full benchmark
     python benchmarks/engine.py --seeds 10 --models logreg --summary    # a reduced run / summary only
+    python benchmarks/engine.py --quick --strategies margin random "auto(explore=0.2)"   # tuning, validation only
+
+Tuning (``--quick``) runs only on :data:`VALIDATION`: the same synthetic families with another task seed, so no
+default is ever chosen on the benchmark's tasks or real data sets. When a strategy's defaults change, bump its
+:data:`VERSION` so its older cells are ignored and re-run.
 """
 
 from __future__ import annotations
@@ -36,11 +41,17 @@ CELLS = OUT / "cells.jsonl"
 REAL = ("iris", "wine", "breast_cancer", "digits")
 SYNTHETIC = ("xor", "checkerboard", "moons")
 STRATEGIES = ("auto", "margin", "entropy", "random", "coreset", "portfolio", "learned")
+#: tuning happens here only: the same families with another task seed (20011), never the benchmark's tasks
+VALIDATION = ("val-xor", "val-checkerboard", "val-moons", "val-classification")
+VAL_TASK_SEED = 20_011
+#: cells of a strategy whose defaults changed are re-run (older cells carry no version = 1)
+VERSION = {"auto": 3}  # 3: explore=0.1, gamma=0.02 (chosen on VALIDATION only)
 INITIAL, BATCH, BUDGET, TEST_SIZE = 20, 10, 300, 0.3
 
 
 def selector_for(dataset: str) -> str | None:
     """The selector file to use on ``dataset``: leave-one-family-out for synthetic families, else shipped."""
+    dataset = dataset.removeprefix("val-")
     if dataset not in SYNTHETIC:
         return None
     path = OUT / f"selector-without-{dataset}.json"
@@ -55,19 +66,25 @@ def selector_for(dataset: str) -> str | None:
 
 def spec_for(strategy: str, dataset: str) -> str:
     sel = selector_for(dataset)
+    base, _, args = strategy.partition("(")
+    args = args.rstrip(")")
     if sel is None:
         return strategy
-    if strategy == "learned":
-        return f"learned(weights={sel!r})"
-    if strategy in ("auto", "portfolio"):
-        return f"{strategy}(selector={sel!r})"
-    return strategy
+    extra = {"learned": f"weights={sel!r}", "auto": f"selector={sel!r}", "portfolio": f"selector={sel!r}"}.get(base)
+    if extra is None:
+        return strategy
+    return f"{base}({args + ', ' if args else ''}{extra})"
 
 
 def load(dataset: str) -> Any:
     from alloop.datasets import Dataset, load_dataset
     from alloop.engine.learned import synthetic_task
 
+    if dataset.startswith("val-"):
+        family = dataset.removeprefix("val-")
+        X, y = synthetic_task(family, VAL_TASK_SEED, n=600)
+        names = tuple(f"x{j}" for j in range(X.shape[1]))
+        return Dataset(X=X, y=y, ids=np.arange(y.size), name=dataset, feature_names=names, classes=np.unique(y))
     if dataset in SYNTHETIC:
         X, y = synthetic_task(dataset, 10_007, n=600)  # a task seed no training run uses
         return Dataset(X=X, y=y, ids=np.arange(y.size), name=dataset, feature_names=("x0", "x1"), classes=np.unique(y))
@@ -116,6 +133,7 @@ def run_cell(dataset: str, model: str, strategy: str, seed: int) -> dict[str, An
         "model": model,
         "strategy": strategy,
         "seed": seed,
+        "version": VERSION.get(strategy.partition("(")[0], 1),
         "aubc": float(np.mean(acc)),
         "final": acc[-1],
         "points": len(acc),
@@ -131,6 +149,8 @@ def done_cells() -> dict[tuple[str, str, str, int], dict[str, Any]]:
         for line in CELLS.read_text().splitlines():
             if line.strip():
                 r = json.loads(line)
+                if r.get("version", 1) != VERSION.get(r["strategy"].partition("(")[0], 1):
+                    continue  # a cell of an older version of that strategy
                 out[(r["dataset"], r["model"], r["strategy"], r["seed"])] = r
     return out
 
@@ -163,7 +183,7 @@ def summarise(cells: dict[tuple[str, str, str, int], dict[str, Any]]) -> dict[st
         seeds = sorted(set.intersection(*(set(v) for v in by.values())))
         if len(seeds) < 2 or not {"auto", "margin", "random"} <= set(by):
             continue
-        strategies = [s for s in STRATEGIES if s in by]
+        strategies = [s for s in STRATEGIES if s in by] + sorted(s for s in by if s not in STRATEGIES)
         A = {s: np.array([by[s][i] for i in seeds]) for s in strategies}
         row: dict[str, Any] = {"dataset": ds, "model": model, "seeds": len(seeds), "strategies": {}}
         ranks = np.argsort(np.argsort(-np.vstack([A[s] for s in strategies]), axis=0), axis=0) + 1.0
@@ -297,8 +317,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strategies", nargs="*", default=list(STRATEGIES))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--summary", action="store_true", help="only summarise the cells already run")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="tuning run: the validation families (task seed 20011, never the benchmark's tasks), 6 seeds",
+    )
     ap.add_argument("--markdown", action="store_true", help="print the docs/benchmarks.md tables")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.datasets = [d for d in args.datasets if d.startswith("val-")] or list(VALIDATION)
+        args.seeds = min(args.seeds, 6)
     OUT.mkdir(parents=True, exist_ok=True)
     if not args.summary:
         for ds in args.datasets:  # build the leave-one-family-out selectors first (in this process)
@@ -321,7 +349,14 @@ def main(argv: list[str] | None = None) -> int:
                 fh.flush()
                 if i % 20 == 0:
                     print(f"{i}/{len(todo)} cells", file=sys.stderr)
-    summary = summarise(done_cells())
+    wanted = set(args.datasets), set(args.models), set(args.strategies)
+    summary = summarise(
+        {
+            key: r
+            for key, r in done_cells().items()
+            if key[0] in wanted[0] and key[1] in wanted[1] and key[2] in wanted[2] and key[3] < args.seeds
+        }
+    )
     summary["protocol"] = {
         "initial": INITIAL,
         "batch": BATCH,
@@ -329,9 +364,10 @@ def main(argv: list[str] | None = None) -> int:
         "test_size": TEST_SIZE,
         "embeddings": "standardised features, shared with every strategy",
         "command": " ".join([os.path.basename(sys.argv[0])] + (argv or sys.argv[1:])),
-        "date": "2026-11-23",
+        "date": "2026-11-24",
     }
-    (ROOT / "results" / "engine.json").write_text(json.dumps(summary, indent=1) + "\n")
+    name = "engine-quick.json" if args.quick else "engine.json"
+    (ROOT / "results" / name).write_text(json.dumps(summary, indent=1) + "\n")
     print(markdown(summary) if args.markdown else render(summary))
     print(json.dumps(summary["targets"], indent=1))
     return 0

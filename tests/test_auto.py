@@ -144,3 +144,12 @@ def test_same_loop_twice_gives_the_same_batch_and_spec_round_trips():
     assert auto.select(ctx, 6).tolist() == auto.select(ctx, 6).tolist()
     assert auto.spec == "auto(algorithm='thompson', seed=5)"
     assert np.isclose(auto.score(ctx).sum(), 1.0)  # the mixture the batch is drawn from
+
+
+def test_explore_sets_a_strong_prior_toward_margin():
+    p = plan(_ctx(labeled=40, emb=True), explore=0.1)
+    assert p.prior["margin"] == pytest.approx(0.9) and sum(p.prior.values()) == pytest.approx(1.0)
+    assert p.prior["learned"] > p.prior["random"]  # the others keep their table proportions
+    assert plan(_ctx(labeled=40), explore=None).prior == plan(_ctx(labeled=40)).prior
+    with pytest.raises(Exception, match="'explore' parameter of AutoStrategy"):
+        AutoStrategy(explore=2.0).select(_ctx(labeled=40, emb=True), 3)

@@ -29,6 +29,13 @@ def test_demo_writes_summary_plot_and_restarts_fresh(tmp_path):
     labeling = summary["strategies"]["margin"]["labeling"]
     assert len(labeling["label_accuracy"]) == 3 and all(0.5 <= a <= 1 for a in labeling["label_accuracy"])
     assert all(t > 0 for t in labeling["labeling_seconds"])
+    # compute used per loop and in total, next to the from-scratch estimate (saving off: nothing saved)
+    comp = summary["strategies"]["margin"]["compute"]
+    assert set(comp["per_loop"]) == {"0", "1", "2"}
+    assert abs(comp["total"]["cpu_s"] - sum(v["cpu_s"] for v in comp["per_loop"].values())) < 1e-4
+    assert comp["from_scratch"]["cpu_s"] >= comp["total"]["cpu_s"] - 1e-6
+    flat = " ".join(res.output.split())
+    assert "compute saved" in flat and "CPU s" in flat
     # running again starts a fresh campaign (same seed: same selections, not appended)
     first = CampaignStore(d).selections()
     res = runner.invoke(app, ["demo", "--dir", str(d), "--budget", "60", "--batch", "20"])
@@ -80,6 +87,18 @@ def test_run_config_typo_names_field_and_fix(tmp_path):
     assert not (tmp_path / "camp").exists()
     res = runner.invoke(app, ["run", str(_config(tmp_path, GOOD.replace("initial = 10", "initial = 0")))])
     assert res.exit_code == 2 and "loop.initial" in res.output
+    bad = GOOD + "compute_saving = 'sometimes'\n"
+    res = runner.invoke(app, ["run", str(_config(tmp_path, bad))])
+    assert res.exit_code == 2 and "loop.compute_saving" in res.output.replace("\n", "")
+    assert not (tmp_path / "camp").exists()
+
+
+def test_run_config_turns_compute_saving_on(tmp_path):
+    res = runner.invoke(app, ["run", str(_config(tmp_path, GOOD + "compute_saving = 'on'\n"))])
+    assert res.exit_code == 0, res.output
+    store = CampaignStore(tmp_path / "camp")
+    assert store.get_meta("compute_saving") not in (None, False, "off")
+    assert any(r.get("records_unlabeled") is not None for r in store.values("compute").values())
 
 
 def test_run_review_resume_and_export(tmp_path):

@@ -176,3 +176,68 @@ def test_reason_names_the_arms_and_their_weights():
     text = strat.explain()
     assert text.startswith("portfolio[exp4p]") and "margin=" in text and "batch from" in text
     assert "last reward" in text or "reward" not in text
+
+
+def test_held_out_reward_credits_the_arms_of_the_batch_that_trained_the_model():
+    strat = PortfolioStrategy(arms=("margin", "random"), seed=1, holdout_weight=0.5)
+    eng, y, rng = _engine(strat)
+    states = []
+    for loop, held in [(0, 0.60), (1, 0.70), (2, None)]:
+        unl = eng.pool.ids(RecordState.UNLABELED)
+        eng.ingest(Snapshot(ids=unl, probs=_probs(rng, unl.size)), loop=loop)
+        sel = eng.recommend(5, loop=loop)
+        states.append(strat.state_dict())
+        eng.observe_labels(sel.ids, y[sel.ids])
+        if held is not None:
+            eng.observe_holdout(held, loop=loop)  # the model trained at this loop, on this loop's batch too
+    st0, st1, st2 = states
+    assert "last_holdout_reward" not in st1  # loop 0's model has no predecessor
+    assert st2["last_holdout_reward"] == pytest.approx(0.10)
+    c0, c1 = st0["pending"]["credit"], st1["pending"]["credit"]
+    iw = st2["last_reward"]
+    for arm in ("margin", "random"):
+        # held-out: w · r_ho to loop 1's batch; importance-weighted: (1 − w) · r_iw to loop 0's batch
+        expected = 0.5 * 0.10 * c1[arm] / sum(c1.values()) + 0.5 * iw * c0[arm] / sum(c0.values())
+        assert st2["arms"][arm]["sum"] - st1["arms"][arm]["sum"] == pytest.approx(expected)
+    assert "held-out reward +0.1000" in strat.explain()
+
+
+def test_without_held_out_values_the_reward_is_importance_weighted_only():
+    a, b = PortfolioStrategy(seed=2), PortfolioStrategy(seed=2, holdout_weight=1.0)
+    _run(a, loops=4)
+    _run(b, loops=4)
+
+    def stats(strat):
+        return {arm: (e["log_w"], e["n"], e["sum"]) for arm, e in strat.state_dict()["arms"].items()}
+
+    assert stats(a) == stats(b)
+    eng = SelectionEngine(strategy="margin", classes=[0, 1])
+    eng.observe_holdout(0.9, loop=0)  # strategies without a held-out reward ignore it
+
+
+def test_campaign_with_held_out_data_feeds_the_portfolio_and_resume_keeps_it(tmp_path):
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from alloop.labeling import SimulatedOracle
+    from alloop.loop import Campaign, SklearnLearner
+
+    X, Y = load_iris(return_X_y=True)
+    ids, test = np.arange(0, 150, 2), np.arange(1, 150, 2)
+
+    def learner():
+        return SklearnLearner(LogisticRegression(max_iter=300), X[ids], ids, eval_X=X[test], eval_y=Y[test])
+
+    oracle = SimulatedOracle(truth=dict(zip(ids.tolist(), Y[ids].tolist(), strict=True)))
+    camp = Campaign(
+        tmp_path / "c", learner=learner(), labeler=oracle, pool=ids, classes=[0, 1, 2],
+        strategy="portfolio(seed=1)", initial=9, batch_size=5, max_loops=3, seed=0,
+    )  # fmt: skip
+    camp.run()
+    held = camp.engine.strategy.state_dict()["holdout"]
+    assert held == {str(k): v["accuracy"] for k, v in camp.metrics().items()}
+    assert "held-out reward" in camp.loops()[-1]["reason"]
+    camp.close()
+    again = Campaign.resume(tmp_path / "c", learner=learner(), labeler=oracle)
+    assert again.engine.strategy.state_dict()["holdout"] == held  # the last loop's value was not yet in the state
+    again.close()

@@ -131,7 +131,7 @@ def test_test_rows_are_never_selected_even_when_the_pool_runs_out():
     ds = load_dataset("iris")
     train, test, init = paired_split(ds.y, 0, 0.3, 5)
     trace = run_campaign(
-        ds, "naive-bayes", "margin", train=train, test=test, initial_rows=init, batch=40, budget=10_000, seed=0
+        ds, "gaussian-nb", "margin", train=train, test=test, initial_rows=init, batch=40, budget=10_000, seed=0
     )
     chosen = trace.selected
     assert not np.isin(chosen, test).any()
@@ -141,7 +141,7 @@ def test_test_rows_are_never_selected_even_when_the_pool_runs_out():
 
 
 def test_budget_beyond_the_train_part_stops_when_the_pool_is_empty():
-    out = simulate("iris", "naive-bayes", ["random"], initial=5, batch=50, budget=500, seeds=1, test_size=0.3)
+    out = simulate("iris", "gaussian-nb", ["random"], initial=5, batch=50, budget=500, seeds=1, test_size=0.3)
     assert out["results"]["random"]["labels"] == [5, 55, 105]
     assert out["protocol"]["n_train"] == 105
 
@@ -192,14 +192,14 @@ def test_paired_comparison_against_random_or_the_first_spec(wine_result):
         assert pv["aubc_diff_mean"] == pytest.approx(diff.mean())
         assert pv["aubc_diff_std"] == pytest.approx(diff.std())
         assert pv["wins"] + pv["ties"] + pv["losses"] == 3
-    out = simulate("iris", "naive-bayes", ["entropy", "margin"], initial=6, batch=6, budget=12, seeds=2, test_size=0.3)
+    out = simulate("iris", "gaussian-nb", ["entropy", "margin"], initial=6, batch=6, budget=12, seeds=2, test_size=0.3)
     assert out["results"]["entropy"]["paired_vs"] is None
     assert out["results"]["margin"]["paired_vs"]["baseline"] == "entropy"
 
 
 def test_identical_strategies_give_no_p_value():
     out = simulate(
-        "iris", "naive-bayes", ["random", "random(seed=None)"], initial=6, batch=6, budget=12, seeds=2, test_size=0.3
+        "iris", "gaussian-nb", ["random", "random(seed=None)"], initial=6, batch=6, budget=12, seeds=2, test_size=0.3
     )
     pv = out["results"]["random(seed=None)"]["paired_vs"]
     assert pv["aubc_diff_mean"] == 0.0 and pv["ties"] == 2
@@ -226,7 +226,7 @@ def test_identical_strategies_give_no_p_value():
 )
 def test_bad_inputs_name_the_parameter(kwargs, param):
     args = dict(
-        data="iris", model="naive-bayes", strategies=["margin"], initial=6, batch=3, budget=12, seeds=1, test_size=0.3
+        data="iris", model="gaussian-nb", strategies=["margin"], initial=6, batch=3, budget=12, seeds=1, test_size=0.3
     )
     args.update(kwargs)
     with pytest.raises(ConfigError, match=f"The '{param}' parameter of simulate"):
@@ -235,7 +235,7 @@ def test_bad_inputs_name_the_parameter(kwargs, param):
 
 def test_batch_message_shape():
     with pytest.raises(ConfigError) as info:
-        simulate("iris", "naive-bayes", ["margin"], initial=6, batch=0, budget=12, seeds=1, test_size=0.3)
+        simulate("iris", "gaussian-nb", ["margin"], initial=6, batch=0, budget=12, seeds=1, test_size=0.3)
     assert str(info.value) == "The 'batch' parameter of simulate must be an int >= 1. Got 0."
 
 
@@ -265,7 +265,7 @@ def test_cli_writes_json_with_the_documented_keys_and_a_plot(tmp_path, app):
             "--data",
             "iris",
             "--model",
-            "naive-bayes",
+            "gaussian-nb",
             "--strategy",
             "margin",
             "--strategy",
@@ -336,9 +336,9 @@ def test_simulate_on_a_csv_file_with_a_target_column(tmp_path):
     path = tmp_path / "iris.csv"
     path.write_text("\n".join(lines) + "\n")
     out = simulate(
-        path, "naive-bayes", ["margin"], initial=6, batch=6, budget=12, seeds=1, test_size=0.3, target="species"
+        path, "gaussian-nb", ["margin"], initial=6, batch=6, budget=12, seeds=1, test_size=0.3, target="species"
     )
     assert out["protocol"]["data"] == str(path) and out["protocol"]["target"] == "species"
-    ref = simulate(ds, "naive-bayes", ["margin"], initial=6, batch=6, budget=12, seeds=1, test_size=0.3)
+    ref = simulate(ds, "gaussian-nb", ["margin"], initial=6, batch=6, budget=12, seeds=1, test_size=0.3)
     # same rows, same labels in the same sorted class order: the same numbers as the built-in
     assert out["results"]["margin"]["aubc_per_seed"] == ref["results"]["margin"]["aubc_per_seed"]

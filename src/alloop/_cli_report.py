@@ -1,6 +1,7 @@
 """``alloop report DIR [--json]``: what happened in a finished campaign, loop by loop, and when to stop.
 
-The per-loop table comes from the campaign store (strategy, reason, metrics, compute); the stopping
+The per-loop table comes from the campaign store (strategy, reason, metrics, compute; "compute saved" is the
+estimated from-scratch CPU over the measured, :func:`alloop.compute.campaign_savings`); the stopping
 criteria of :mod:`alloop.engine.stopping` are replayed over the stored snapshots (``snapshots/loop-NNNN.parquet``)
 to show at which loop each would have fired and the accuracy reached then. Registered in :mod:`alloop.cli`.
 """
@@ -96,9 +97,12 @@ def build_report(directory: str | Path, *, monitor: StopMonitor | None = None) -
             "accuracy": None if row is None else row["metrics"].get("accuracy"),
         }
     last = rows[-1] if rows else None
+    from alloop.compute import campaign_savings, savings_summary
+
     return {
         "directory": str(directory),
         "loops": rows,
+        "compute": savings_summary(campaign_savings(compute, metrics)) if compute else None,
         "stopping": stopping,
         "final": None
         if last is None
@@ -127,7 +131,8 @@ def _num(value: Any, fmt: str = ".4f") -> str:
 def render_report(report: dict[str, Any]) -> list[Table]:
     """Two rich tables: per loop, and per stopping criterion."""
     loops = Table(title=f"Campaign {escape(report['directory'])}")
-    for col in ("loop", "labeled", "strategy", "reason", "accuracy", "macro-F1", "train s", "infer s", "stop"):
+    cols = ("loop", "labeled", "strategy", "reason", "accuracy", "macro-F1", "train s", "infer s", "inferred", "stop")
+    for col in cols:
         loops.add_column(col, justify="left" if col in ("strategy", "reason", "stop") else "right")
     for r in report["loops"]:
         m, c = r["metrics"], r["compute"]
@@ -140,8 +145,13 @@ def render_report(report: dict[str, Any]) -> list[Table]:
             _num(m.get("macro_f1")),
             _num(c.get("train_cpu_s"), ".3f"),
             _num(c.get("infer_cpu_s"), ".3f"),
+            _num(c.get("records_inferred"), ".0f"),
             ", ".join(r["stop_fired"]),
         )
+    if report.get("compute"):
+        from alloop.compute import saved_text
+
+        loops.caption = saved_text(report["compute"])
     mon = report["monitor"]
     stop = Table(
         title=(

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from alloop._cli_score import ClusterOption
-from alloop.errors import AlloopError
+from alloop.errors import AlloopError, ConfigError
 
 __all__ = ["render_table", "simulate_command"]
 
@@ -34,8 +34,12 @@ def render_table(result: dict[str, Any]) -> Table:
     )
     for name in ("strategy", "AUBC mean ± std", "final accuracy", "Δ AUBC vs baseline", "p (t / Wilcoxon)", "seconds"):
         table.add_column(name, justify="left" if name == "strategy" else "right")
+    with_compute = any("compute" in r for r in result["results"].values())
+    if with_compute:
+        table.add_column("CPU s (from scratch ≈, × less)", justify="right")
     for spec, r in result["results"].items():
         pv = r["paired_vs"]
+        extra = [compute_cell(r["compute"])] if with_compute and "compute" in r else ([""] if with_compute else [])
         table.add_row(
             escape(spec),
             f"{r['aubc_mean']:.4f} ± {r['aubc_std']:.4f}",
@@ -45,8 +49,20 @@ def render_table(result: dict[str, Any]) -> Table:
             else f"{pv['aubc_diff_mean']:+.4f} ± {pv['aubc_diff_std']:.4f} vs {escape(pv['baseline'])}",
             "" if pv is None else f"{_p(pv['t_pvalue'])} / {_p(pv['wilcoxon_pvalue'])}",
             f"{r['seconds']:.1f}",
+            *extra,
         )
     return table
+
+
+def compute_cell(compute: dict[str, Any]) -> str:
+    """``"1.20 (3.40, 2.8×)"``: CPU seconds used, the from-scratch estimate, and the ratio.
+
+    >>> compute_cell({"cpu_s": 1.2, "from_scratch": {"cpu_s": 3.4, "cpu_x": 2.8333}})
+    '1.20 (3.40, 2.8×)'
+    """
+    fs = compute.get("from_scratch") or {}
+    x = fs.get("cpu_x")
+    return f"{compute['cpu_s']:.2f} ({fs.get('cpu_s', float('nan')):.2f}, {'—' if x is None else f'{x:.1f}'}×)"
 
 
 def simulate_command(
@@ -74,18 +90,28 @@ def simulate_command(
         str | None, typer.Option("--target", help="Label column of a .csv/.parquet file (default 'label').")
     ] = None,
     cluster: ClusterOption = None,
+    compute_saving: Annotated[
+        str | None,
+        typer.Option(
+            "--compute-saving",
+            help="off or on: report the compute used (per strategy, 'compute' in the JSON); on also warm-starts "
+            "training and re-infers only where it can change the selection (docs/compute.md).",
+        ),
+    ] = None,
 ) -> None:
     """Simulate campaigns on labeled data and compare strategies by AUBC (paired over seeds)."""
     from alloop.bench import plot_learning_curves, simulate
 
     console = Console()
     try:
+        if compute_saving not in (None, "off", "on"):
+            raise ConfigError(f"--compute-saving must be 'off' or 'on'. Got {compute_saving!r}.")
         if cluster is not None or os.environ.get("ALLOOP_DASK_SCHEDULER"):
             from alloop.scale import run_simulation_on_cluster
 
-            run: Any = partial(run_simulation_on_cluster, cluster=cluster)
+            run: Any = partial(run_simulation_on_cluster, cluster=cluster, compute_saving=compute_saving)
         else:
-            run = simulate
+            run = partial(simulate, compute_saving=compute_saving)
         result = run(
             data,
             model=model,

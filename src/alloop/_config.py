@@ -23,6 +23,10 @@ Example::
     batch_size = 10
     budget = 200
     seed = 0
+    compute_saving = "on"      # "off" (default), "on", or a table of ComputePolicy fields:
+    # [loop.compute_saving]
+    # full_every = 5
+    # candidates = 0.2
 """
 
 from __future__ import annotations
@@ -72,6 +76,18 @@ class LoopConfig(_Strict):
     target_accuracy: float | None = Field(None, gt=0, le=1)
     seed: int = Field(0, ge=0)
     label_noise: float = Field(0.0, ge=0, le=1)
+    compute_saving: bool | str | dict[str, Any] = False
+
+    @field_validator("compute_saving")
+    @classmethod
+    def _compute_saving(cls, v: bool | str | dict[str, Any]) -> bool | str | dict[str, Any]:
+        from alloop.compute import resolve_compute
+
+        try:
+            resolve_compute(v, owner="the run configuration")
+        except (ConfigError, TypeError) as exc:
+            raise ValueError(f"must be 'on', 'off' or a table of ComputePolicy fields ({exc})") from None
+        return v
 
 
 class RunConfig(_Strict):
@@ -186,4 +202,5 @@ def build_campaign(cfg: RunConfig, *, resume: bool = False, review: bool = False
         seed=cfg.loop.seed,
         review="file" if review else None,
         overwrite=True,
+        compute_saving=cfg.loop.compute_saving,
     )

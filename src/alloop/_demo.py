@@ -29,6 +29,7 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "test_size": 0.3,
     "seed": 0,
     "labeler": "crowd",
+    "compute_saving": False,
 }
 
 #: The demo's crowd: five annotators of mixed quality and speed (median seconds per judgement).
@@ -105,6 +106,7 @@ def _campaign(
         overwrite=True,
         engine=engine,
         token=token,
+        compute_saving=params.get("compute_saving", False),
     )
 
 
@@ -146,12 +148,17 @@ def run_demo(
         console.print(f"[bold]{name}[/]: stopped ({result.stop_reason}) with {result.n_labeled} labels.\n")
         camp.close()
     seconds = time.perf_counter() - started
-    curves = {}
+    from alloop.compute import savings_summary
+
+    curves, compute = {}, {}
     for name, path in runs.items():
         camp = _campaign(path, params, name, True, engine, token)
         curves[name] = _curve(camp)
+        compute[name] = savings_summary(camp.compute_savings())
         camp.close()
     summary = _summarise(params, curves, seconds)
+    for name, comp in compute.items():
+        summary["strategies"][name]["compute"] = comp
     for name, stats in crowd_stats.items():
         if stats:  # label quality and labeling time of the simulated crowd, per batch (this run's batches)
             summary["strategies"][name]["labeling"] = {
@@ -175,7 +182,7 @@ def run_with_progress(camp: Campaign, console: Any, *, title: str) -> Any:
     from alloop.labeling import SimulatedCrowd
 
     crowd = camp.labeler if isinstance(camp.labeler, SimulatedCrowd) else None
-    cols = ["loop", "labeled", "accuracy", "macro-F1", "strategy", "seconds"]
+    cols = ["loop", "labeled", "accuracy", "macro-F1", "strategy", "seconds", "CPU s"]
     if crowd is not None:
         cols += ["label acc", "labeling time"]
     for col in cols:
@@ -189,6 +196,7 @@ def run_with_progress(camp: Campaign, console: Any, *, title: str) -> Any:
             f"{r.metrics.get('macro_f1', float('nan')):.4f}",
             r.strategy + (" (edited)" if r.hand_edited else ""),
             f"{r.seconds:.2f}",
+            _loop_compute(camp, r.loop),
         ]
         if crowd is not None:
             stats = getattr(crowd, "stats", [])
@@ -196,8 +204,21 @@ def run_with_progress(camp: Campaign, console: Any, *, title: str) -> Any:
             row += ["-", "-"] if batch is None else [f"{batch['accuracy']:.3f}", f"{batch['seconds'] / 60:.1f} min"]
         table.add_row(*row)
 
+    from alloop.compute import saved_text, savings_summary
+
     with Live(table, console=console, refresh_per_second=8):
-        return camp.run(progress=show)
+        result = camp.run(progress=show)
+        table.caption = saved_text(savings_summary(camp.compute_savings()))
+    console.print()
+    return result
+
+
+def _loop_compute(camp: Campaign, loop: int) -> str:
+    """CPU seconds of a loop and how many times less than the estimated from-scratch loop."""
+    s = camp.compute_savings()["loops"].get(loop)
+    if not s or s["cpu_s"] <= 0:
+        return "-"
+    return f"{s['cpu_s']:.2f} ({s['baseline_cpu_s'] / s['cpu_s']:.1f}×)"
 
 
 def _summarise(

@@ -12,7 +12,15 @@ The protocol, for seed ``s`` in ``0 … seeds-1`` (identical for every strategy,
 The test rows are never registered with the engine. Ties are broken by the lower row number because the
 train rows are registered in ascending row order. AUBC is the mean of the accuracy points.
 
->>> out = simulate("iris", "naive-bayes", ["margin"], initial=6, batch=3, budget=12, seeds=1, test_size=0.3)
+With ``compute_saving`` on (a :class:`~alloop.compute.ComputePolicy`), step 3 changes: the model is trained
+by a :class:`~alloop.compute.WarmStartLearner` (warm/incremental between periodic full retrains) and only the
+records chosen by :func:`~alloop.compute.choose_inference` are re-inferred; the engine ranks on the latest
+probabilities it holds for each record. The policy's seed is the simulation seed. Each strategy's
+``compute`` holds the process CPU seconds of training, inference (of the unlabeled pool; the test-set
+evaluation is the protocol's, not counted) and selection (ingest + recommend), and the records trained on
+and inferred, summed over seeds and loops, with the from-scratch estimate (:func:`campaign_savings`).
+
+>>> out = simulate("iris", "gaussian-nb", ["margin"], initial=6, batch=3, budget=12, seeds=1, test_size=0.3)
 >>> out["results"]["margin"]["labels"]
 [6, 9, 12]
 """
@@ -22,13 +30,15 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from alloop._validation import check_int
+from alloop.compute import ComputePolicy, campaign_savings, choose_inference, resolve_compute
+from alloop.compute._accounting import FIELDS
 from alloop.datasets import Dataset, load_dataset
 from alloop.engine import SelectionEngine
 from alloop.errors import ConfigError, DataError
@@ -56,6 +66,7 @@ class CampaignTrace:
     accuracy: list[float] = field(default_factory=list)
     initial: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     batches: list[np.ndarray] = field(default_factory=list)
+    compute: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def aubc(self) -> float:
@@ -94,26 +105,85 @@ def _accuracy(probs: np.ndarray, y: np.ndarray, classes: np.ndarray) -> float:
     return float(np.mean(classes[np.argmax(probs, axis=1)] == y))
 
 
+def _only_class(y: np.ndarray, classes: np.ndarray) -> int | None:
+    """The column of the only class among the labels, or None when there are two or more."""
+    present = np.unique(y)
+    if present.size >= 2:
+        return None
+    return int(classes.tolist().index(present[0].item() if isinstance(present[0], np.generic) else present[0]))
+
+
+def _fit(model: str, seed: int, X_fit: np.ndarray, y_fit: np.ndarray, classes: np.ndarray) -> Any:
+    """A fresh fitted model, or the column of the only class present (no classifier can be fit on one class)."""
+    col = _only_class(y_fit, classes)
+    if col is not None:
+        return col
+    est = build_model(model, seed=seed)
+    est.fit(X_fit, y_fit)
+    return est
+
+
+def _predict(est: Any, X: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Full-class float64 probabilities; a one-class "model" gives probability 1 to its class (all
+    uncertainty scores tie, so the lowest rows are taken next)."""
+    if isinstance(est, int):
+        p = np.zeros((X.shape[0], classes.size), dtype=np.float64)
+        p[:, est] = 1.0
+        return p
+    return predict_proba_full(est, X, classes)
+
+
 def _fit_predict(
     model: str, seed: int, X_fit: np.ndarray, y_fit: np.ndarray, X_out: list[np.ndarray], classes: np.ndarray
 ) -> list[np.ndarray]:
-    """Fit a fresh model and return full-class float64 probabilities for each array in ``X_out``.
+    """Fit a fresh model and return full-class float64 probabilities for each array in ``X_out``."""
+    est = _fit(model, seed, X_fit, y_fit, classes)
+    return [_predict(est, X, classes) for X in X_out]
 
-    With a single class among the labels no classifier can be fit: every record then gets
-    probability 1 for that class (all uncertainty scores tie, so the lowest rows are taken next).
-    """
-    present = np.unique(y_fit)
-    if present.size < 2:
-        col = classes.tolist().index(present[0].item() if isinstance(present[0], np.generic) else present[0])
-        outs = []
-        for X in X_out:
-            p = np.zeros((X.shape[0], classes.size), dtype=np.float64)
-            p[:, col] = 1.0
-            outs.append(p)
-        return outs
-    est = build_model(model, seed=seed)
-    est.fit(X_fit, y_fit)
-    return [predict_proba_full(est, X, classes) for X in X_out]
+
+class _SavingModel:
+    """The compute-saving side of :func:`run_campaign`: a WarmStartLearner over the train rows."""
+
+    def __init__(
+        self,
+        *,
+        data: Dataset,
+        model: str,
+        train: np.ndarray,
+        policy: ComputePolicy,
+        seed: int,
+        validation: np.ndarray | None,
+    ) -> None:
+        from alloop.compute import WarmStartLearner
+        from alloop.loop import SklearnLearner
+
+        rows = np.sort(train)
+        base = SklearnLearner(
+            build_model(model, seed=seed),
+            data.X[rows],
+            ids=rows,
+            eval_X=None if validation is None else data.X[validation],
+            eval_y=None if validation is None else data.y[validation],
+            classes=data.classes.tolist(),
+        )
+        warm = ComputePolicy.from_config({**policy.to_config(), "seed": seed})
+        self.policy = warm
+        self.learner = WarmStartLearner(base, warm.warm_policy()) if warm.warm_start else base
+        self.constant: int | None = None
+        self.last_mode = "full"
+
+    def fit(self, labeled: np.ndarray, y: np.ndarray, classes: np.ndarray, loop: int) -> int:
+        self.constant = _only_class(y, classes)
+        if self.constant is not None:
+            self.last_mode = "full"
+            return 0
+        has_model = getattr(self.learner, "model", None) is not None
+        report = self.learner.train(labeled, y, warm_start=loop > 0 and has_model)
+        self.last_mode = report.mode
+        return int(report.n_records)
+
+    def estimator(self) -> Any:
+        return self.constant if self.constant is not None else self.learner.model
 
 
 def run_campaign(
@@ -128,27 +198,57 @@ def run_campaign(
     budget: int,
     seed: int,
     advance: Callable[[], None] | None = None,
+    compute: ComputePolicy | None = None,
+    validation: np.ndarray | None = None,
 ) -> CampaignTrace:
-    """Simulate one campaign of ``strategy`` on one seed's split (see the module docstring)."""
+    """Simulate one campaign of ``strategy`` on one seed's split (see the module docstring).
+
+    ``compute`` turns compute saving on; ``validation`` (rows outside ``train`` and ``test``) is what its
+    drift check evaluates on (without it there is no drift check). ``trace.compute`` has one row per
+    accuracy point: the CPU seconds and records of that loop's train, inference and selection.
+    """
     X, y, classes = data.X, data.y, data.classes
     engine = SelectionEngine(strategy=strategy, seed=seed, classes=classes.tolist())
     engine.add_records(np.sort(train))  # row order = pool order: ties go to the lower row
     engine.observe_labels(initial_rows, y[initial_rows])
     trace = CampaignTrace(initial=np.array(initial_rows, dtype=np.int64))
+    saving = None
+    if compute is not None:
+        saving = _SavingModel(data=data, model=model, train=train, policy=compute, seed=seed, validation=validation)
     labeled = np.sort(initial_rows)
     loop = 0
+    clock = time.process_time
     while True:
-        unlabeled = engine.pool.ids(RecordState.UNLABELED)
-        more = labeled.size < budget and unlabeled.size > 0
-        outs = _fit_predict(model, seed, X[labeled], y[labeled], [X[test]] + ([X[unlabeled]] if more else []), classes)
+        unl_idx = engine.pool.indices(RecordState.UNLABELED)
+        more = labeled.size < budget and unl_idx.size > 0
+        t0 = clock()
+        if saving is None:
+            est = _fit(model, seed, X[labeled], y[labeled], classes)
+            n_trained = labeled.size if not isinstance(est, int) else 0
+        else:
+            n_trained = saving.fit(labeled, y[labeled], classes, loop)
+            est = saving.estimator()
+        row = {"train_cpu_s": clock() - t0, "records_trained": float(n_trained), "n_labeled": float(labeled.size)}
+        row["train_full"] = float(saving is None or saving.last_mode == "full")
         trace.labels.append(int(labeled.size))
-        trace.accuracy.append(_accuracy(outs[0], y[test], classes))
+        trace.accuracy.append(_accuracy(_predict(est, X[test], classes), y[test], classes))
+        trace.compute.append(row)
+        row.update(infer_cpu_s=0.0, select_cpu_s=0.0, records_inferred=0.0)
+        row["records_unlabeled"] = float(unl_idx.size) if more else 0.0  # what a from-scratch loop would infer
         if advance is not None:
             advance()
         if not more:
             return trace
-        engine.ingest(Snapshot(ids=unlabeled, probs=outs[1], classes=classes.tolist()), loop=loop)
+        t0 = clock()
+        if saving is not None:
+            unl_idx = choose_inference(engine.history, unl_idx, loop, saving.policy)
+        unlabeled = engine.pool.ids_at(unl_idx)
+        probs = _predict(est, X[unlabeled], classes)
+        row.update(infer_cpu_s=clock() - t0, records_inferred=float(unlabeled.size))
+        t0 = clock()
+        engine.ingest(Snapshot(ids=unlabeled, probs=probs, classes=classes.tolist()), loop=loop)
         chosen = engine.recommend(min(batch, budget - labeled.size), loop=loop).ids
+        row["select_cpu_s"] = clock() - t0
         engine.observe_labels(chosen, y[chosen])
         trace.batches.append(np.asarray(chosen, dtype=np.int64))
         labeled = np.sort(np.concatenate([labeled, chosen]))
@@ -322,10 +422,47 @@ def prepare(
     )
 
 
+def compute_totals(per_seed: Sequence[Sequence[Mapping[str, float]]]) -> dict[str, Any]:
+    """The ``compute`` entry of one strategy: the FIELDS summed over seeds and loops, and the from-scratch
+    estimate (full retrain on every label, full inference of the unlabeled pool every loop).
+
+    >>> row = {"train_cpu_s": 1.0, "infer_cpu_s": 2.0, "select_cpu_s": 0.5, "records_trained": 10,
+    ...        "records_inferred": 100, "records_unlabeled": 100, "n_labeled": 10}
+    >>> out = compute_totals([[row], [row]])
+    >>> out["train_cpu_s"], out["records_inferred"], out["from_scratch"]["cpu_x"]
+    (2.0, 200.0, 1.0)
+    """
+    totals = dict.fromkeys(FIELDS, 0.0)
+    base = {"cpu_s": 0.0, "records_trained": 0.0, "records_inferred": 0.0}
+    for loops in per_seed:
+        rows = dict(enumerate(loops))
+        for r in rows.values():
+            for f in FIELDS:
+                totals[f] += float(r.get(f, 0.0))
+        rep = campaign_savings(rows)
+        for k in base:
+            base[k] += float(rep["baseline_total"][k])
+    out: dict[str, Any] = {f: round(v, 6) for f, v in totals.items()}
+    cpu = totals["train_cpu_s"] + totals["infer_cpu_s"] + totals["select_cpu_s"]
+    out["cpu_s"] = round(cpu, 6)
+    out["from_scratch"] = {
+        **{k: round(v, 6) for k, v in base.items()},
+        "estimated": True,
+        "cpu_x": None if cpu <= 0 else round(base["cpu_s"] / cpu, 4),
+    }
+    return out
+
+
 def assemble(
-    setup: SimulationSetup, curves: dict[str, np.ndarray], seconds: dict[str, float], labels_axis: list[int]
+    setup: SimulationSetup,
+    curves: dict[str, np.ndarray],
+    seconds: dict[str, float],
+    labels_axis: list[int],
+    compute: Mapping[str, Sequence[Sequence[Mapping[str, float]]]] | None = None,
+    compute_saving: ComputePolicy | None = None,
 ) -> dict[str, Any]:
-    """The result contract of ``alloop simulate`` from per-seed accuracy curves."""
+    """The result contract of ``alloop simulate`` from per-seed accuracy curves (and per-seed, per-loop
+    compute rows when measured)."""
     specs, baseline, data, dataset = setup.specs, setup.baseline, setup.data, setup.dataset
     model, initial, batch, budget = setup.model, setup.initial, setup.batch, setup.budget
     seeds, test_size, target = setup.seeds, setup.test_size, setup.target
@@ -345,6 +482,8 @@ def assemble(
             "seconds": round(seconds[spec], 3),
             "paired_vs": None if spec == baseline else _paired(aubc[spec], aubc[baseline], baseline),
         }
+        if compute is not None and spec in compute:
+            results[spec]["compute"] = compute_totals(compute[spec])
     protocol = {
         "data": dataset.name if isinstance(data, Dataset) else data,
         "model": model,
@@ -360,6 +499,8 @@ def assemble(
         "n_test": n_test,
         "baseline": baseline,
     }
+    if compute is not None:  # measured when asked for (compute_saving "off" or "on")
+        protocol["compute_saving"] = None if compute_saving is None else compute_saving.to_config()
     return {"protocol": protocol, "results": results}
 
 
@@ -374,6 +515,7 @@ def simulate(
     test_size: float = 0.3,
     target: str | None = None,
     progress: bool | None = None,
+    compute_saving: Any = None,
 ) -> dict[str, Any]:
     """Run every strategy on ``seeds`` paired splits; return the protocol and per-strategy results.
 
@@ -382,12 +524,17 @@ def simulate(
     ``aubc_mean``, ``aubc_std`` (population std over seeds), ``aubc_per_seed``, ``final_accuracy_mean``,
     ``labels``, ``curve_mean``, ``curve_std``, ``seconds`` and ``paired_vs`` (the comparison with the
     baseline: the ``random`` spec when given, else the first spec; ``None`` for the baseline itself).
+    ``compute_saving`` is None (default: compute not reported), ``"off"``, ``"on"`` or a
+    :class:`~alloop.compute.ComputePolicy`; unless None, each result also holds ``compute`` (see the module
+    docstring) and the protocol ``compute_saving`` (the policy's settings, or null when off).
     """
+    policy = resolve_compute(compute_saving, OWNER)
     setup = prepare(data, model, strategies, initial, batch, budget, seeds, test_size, target)
     dataset, specs, n_points = setup.dataset, setup.specs, setup.n_points
     initial, batch, budget, seeds, test_size = setup.initial, setup.batch, setup.budget, setup.seeds, setup.test_size
     curves = {spec: np.zeros((seeds, n_points)) for spec in specs}
     seconds = dict.fromkeys(specs, 0.0)
+    compute: dict[str, list[list[dict[str, float]]]] = {spec: [] for spec in specs}
     labels_axis: list[int] = []
     bar = _Progress(enabled=bool(progress), total=seeds * len(specs) * n_points)
     with bar:
@@ -407,12 +554,14 @@ def simulate(
                     budget=budget,
                     seed=s,
                     advance=bar.advance,
+                    compute=policy,
                 )
                 seconds[spec] += time.perf_counter() - start
                 curves[spec][s] = trace.accuracy
+                compute[spec].append(trace.compute)
                 labels_axis = trace.labels
 
-    return assemble(setup, curves, seconds, labels_axis)
+    return assemble(setup, curves, seconds, labels_axis, None if compute_saving is None else compute, policy)
 
 
 class _Progress:

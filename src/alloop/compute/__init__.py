@@ -5,7 +5,7 @@
 459
 """
 
-from alloop.compute._accounting import FIELDS, savings_report
+from alloop.compute._accounting import FIELDS, campaign_savings, saved_text, savings_report, savings_summary
 from alloop.compute._candidates import (
     BACKENDS,
     NeighbourIndex,
@@ -15,6 +15,7 @@ from alloop.compute._candidates import (
     subsample_guarantee,
     subsample_size,
 )
+from alloop.compute._policy import ComputePolicy, choose_inference, resolve_compute
 from alloop.compute._skip import InferencePolicy, plan_inference
 from alloop.compute._torch import fresh_like, shrink_perturb, shrink_perturb_state
 from alloop.compute._warm import WarmStartLearner, WarmStartPolicy, choose_mode, replay_sample
@@ -22,6 +23,7 @@ from alloop.compute._warm import WarmStartLearner, WarmStartPolicy, choose_mode,
 __all__ = [
     "BACKENDS",
     "FIELDS",
+    "ComputePolicy",
     "InferencePolicy",
     "NeighbourIndex",
     "ProxyLearner",
@@ -29,11 +31,16 @@ __all__ = [
     "WarmStartLearner",
     "WarmStartPolicy",
     "best_backend",
+    "campaign_savings",
+    "choose_inference",
     "choose_mode",
     "fresh_like",
     "plan_inference",
     "replay_sample",
+    "resolve_compute",
+    "saved_text",
     "savings_report",
+    "savings_summary",
     "shrink_perturb",
     "shrink_perturb_state",
     "subsample_guarantee",

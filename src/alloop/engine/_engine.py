@@ -59,6 +59,7 @@ class SelectionEngine:
         self.history = History()
         self.labels = np.empty(0, dtype=np.int64)  # class position per pool index, -1 = none
         self.loop = 0
+        self.dynamics_loop = -1  # the last loop whose training dynamics were folded (replays are ignored)
 
     # ---- pool -----------------------------------------------------------------------------------
     def add_records(self, ids: Any, *, holdout: bool = False) -> None:
@@ -115,6 +116,46 @@ class SelectionEngine:
     def release(self, ids: Any) -> None:
         """Return selected-but-unlabeled records to the pool."""
         self.pool.transition(ids, RecordState.SELECTED, RecordState.UNLABELED)
+
+    def observe_training_dynamics(
+        self, ids: Any, true_prob: Any, *, correct: Any = None, loop: int | None = None
+    ) -> int:
+        """Fold one TRAIN pass's training dynamics into History; returns the number of records folded.
+
+        ``true_prob`` is ``(n, E)`` (or ``(n,)``): the probability of the true label after each epoch, as in
+        ``TrainReport.extra["dynamics"]["p_true"]``; rows that are all NaN are skipped; ``correct`` the
+        optional per-epoch correctness. With ``loop``, a pass for a loop at or before the last one folded is
+        ignored, so retries and resume replays do not count forgetting events twice.
+        """
+        if loop is not None:
+            loop = check_int(loop, "loop", "SelectionEngine.observe_training_dynamics", min=0)
+            if loop <= self.dynamics_loop:
+                return 0
+        idx = self.pool.index_of(as_id_array(ids, "ids"), "ids")
+        tp = np.asarray(true_prob, dtype=np.float64)
+        tp = tp[:, None] if tp.ndim == 1 else tp
+        if tp.ndim != 2 or tp.shape[0] != idx.size:
+            raise LabelError(
+                f"'true_prob' has shape {tp.shape} for {idx.size} ids; give one row of per-epoch probabilities per id."
+            )
+        has = ~np.isnan(tp).all(axis=1)
+        ok = None if correct is None else np.asarray(correct)[has]
+        if has.any():
+            self.history.update_dynamics(idx[has], tp[has], correct=ok)
+        if loop is not None:
+            self.dynamics_loop = loop
+        return int(has.sum())
+
+    def observe_holdout(self, value: float, *, loop: int) -> None:
+        """A held-out metric (higher is better, e.g. accuracy) of the model trained at ``loop``.
+
+        Learning strategies that use it (``auto``, ``portfolio``) reward the arms that chose that loop's
+        batch with the change from the previous model, in addition to the importance-weighted reward.
+        """
+        loop = check_int(loop, "loop", "SelectionEngine.observe_holdout", min=0)
+        fn = getattr(self.strategy, "observe_holdout", None)
+        if callable(fn):
+            fn(float(value), loop=loop)
 
     # ---- selection --------------------------------------------------------------------------------
     def context(self, strategy: Strategy | None = None, *, loop: int | None = None) -> SelectionContext:

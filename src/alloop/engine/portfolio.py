@@ -33,6 +33,7 @@ __all__ = [
     "mixture",
     "new_state",
     "draw_batch",
+    "holdout_reward",
     "update",
 ]
 
@@ -128,6 +129,22 @@ def iw_accuracy(correct: np.ndarray, q: np.ndarray) -> float:
     """
     w = 1.0 / np.maximum(np.asarray(q, dtype=np.float64), 1e-12)
     return float(np.sum(w * np.asarray(correct, dtype=np.float64)) / np.sum(w))
+
+
+def holdout_reward(held: dict[str, float], loop: int | None) -> float | None:
+    """Held-out metric of the model trained at ``loop`` minus that of the latest model before it (None if unknown).
+
+    >>> holdout_reward({"0": 0.80, "1": 0.85}, 1)
+    0.04999999999999993
+    >>> holdout_reward({"1": 0.85}, 1) is None
+    True
+    """
+    if loop is None or str(loop) not in held:
+        return None
+    before = [int(k) for k in held if int(k) < loop]
+    if not before:
+        return None
+    return float(held[str(loop)] - held[str(max(before))])
 
 
 def update(

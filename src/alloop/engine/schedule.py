@@ -77,8 +77,14 @@ def plan(
     max_selection_seconds: float | None = None,
     max_candidates: int = 20_000,
     cold_per_class: float = 3.0,
+    explore: float | None = None,
 ) -> Plan:
-    """The eligible arms and their prior weights for this loop (see the module docstring)."""
+    """The eligible arms and their prior weights for this loop (see the module docstring).
+
+    ``explore`` (in [0, 1]) — when given, margin's prior is ``1 − explore`` and the other eligible arms share
+    ``explore`` in proportion to their table priors (a strong prior toward margin, the best fixed strategy on
+    most data, that the bandit moves away from only when other arms earn better rewards).
+    """
     arms = ARMS if arms is None else arms
     have = set(ctx.available) | {"labels"}
     n_classes = ctx.n_classes or (ctx.probs.shape[1] if ctx.probs is not None else 2)
@@ -109,6 +115,9 @@ def plan(
         out.arms, out.prior = ["margin"], {"margin": 1.0}
     total = sum(out.prior.values())
     out.prior = {a: w / total for a, w in out.prior.items()}
+    if explore is not None and "margin" in out.prior and len(out.prior) > 1:
+        rest = sum(w for a, w in out.prior.items() if a != "margin") or 1.0
+        out.prior = {a: (1.0 - explore) if a == "margin" else explore * w / rest for a, w in out.prior.items()}
     return out
 
 

@@ -88,17 +88,23 @@ def _encode(value: Any) -> str:
     return json.dumps(value.item() if isinstance(value, np.generic) else value)
 
 
-def _atomic_write_parquet(table: Any, path: Path) -> str:
+def _atomic_write_parquet(table: Any, path: Path, *, digest: bool = True, **options: Any) -> str:
+    """Write ``table`` to ``path`` durably (temp file, fsync, rename); the file's SHA-256 when ``digest``."""
     import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp)
+    pq.write_table(table, tmp, **options)
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
-        digest = hashlib.sha256(fh.read()).hexdigest()
+        hexdigest = hashlib.sha256(fh.read()).hexdigest() if digest else ""
     os.replace(tmp, path)
-    return digest
+    return hexdigest
+
+
+# Snapshot chunks: probabilities are near-incompressible floats, for which dictionary pages, compression and
+# per-page statistics only cost time (together ~2x the write); the id column keeps its statistics.
+_CHUNK_PARQUET = {"use_dictionary": False, "compression": "none", "write_statistics": ["id"]}
 
 
 class EngineService:
@@ -115,6 +121,9 @@ class EngineService:
         self._locks: dict[str, threading.RLock] = {}
         self._guard = threading.Lock()
         self._cost: dict[tuple[str, str], float] = {}  # (project, strategy) -> seconds per candidate
+        # validated chunks of each project's open loop, (loop, chunk) -> (body sha256, Snapshot): the commit
+        # uses them instead of reading the Parquet files back; after a restart it reads the files
+        self._pending: dict[str, dict[tuple[int, int], tuple[str, Snapshot]]] = {}
 
     # ---- health ------------------------------------------------------------------------------------
     def ready(self) -> tuple[bool, str]:
@@ -241,7 +250,7 @@ class EngineService:
         arr = as_id_array(ids, "ids")
         with self._lock(pid):
             eng = self.engine(pid)
-            present = np.fromiter((i in eng.pool for i in arr.tolist()), dtype=bool, count=arr.size)
+            present = eng.pool.contains(arr)
             if arr.size and present.all():
                 return 0
             if present.any():
@@ -350,10 +359,10 @@ class EngineService:
             snap = Snapshot.from_arrow(table, where=f"chunk {chunk} of loop {loop}")
             eng = self.engine(pid)
             if eng.classes is not None:
-                snap.aligned_to(eng.classes)  # validates the class columns
+                snap = snap.aligned_to(eng.classes)  # validates the class columns
             eng.pool.index_of(snap.ids, "snapshot ids")
             path = self._chunk_path(pid, loop, chunk)
-            _atomic_write_parquet(table, path)
+            _atomic_write_parquet(table, path, digest=False, **_CHUNK_PARQUET)  # the same buffers, no re-read
             with self.db.begin() as conn:
                 values = {"path": str(path), "n_rows": snap.n_records, "sha256": digest}
                 if prev is None:
@@ -368,13 +377,14 @@ class EngineService:
                         )
                         .values(**values)
                     )
+            pending = self._pending.setdefault(pid, {})
+            for key in [k for k in pending if k[0] != loop]:  # one open loop per project is kept in memory
+                del pending[key]
+            pending[(loop, chunk)] = (digest, snap)
         return {"status": "stored", "loop": loop, "chunk": chunk, "n_rows": snap.n_records}
 
     def commit_snapshot(self, pid: str, loop: int, n_chunks: int) -> dict[str, Any]:
         """Make a loop's uploaded chunks 0..n_chunks-1 the loop's snapshot and feed it to the engine."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         loop = check_int(loop, "loop", "a snapshot commit", min=0)
         n_chunks = check_int(n_chunks, "n_chunks", "a snapshot commit", min=1)
         with self._lock(pid):
@@ -383,9 +393,9 @@ class EngineService:
                     sa.select(S.snapshots).where((S.snapshots.c.project_id == pid) & (S.snapshots.c.loop == loop))
                 ).first()
                 have = {
-                    r.chunk
+                    r.chunk: r.sha256
                     for r in conn.execute(
-                        sa.select(S.snapshot_chunks.c.chunk).where(
+                        sa.select(S.snapshot_chunks.c.chunk, S.snapshot_chunks.c.sha256).where(
                             (S.snapshot_chunks.c.project_id == pid) & (S.snapshot_chunks.c.loop == loop)
                         )
                     )
@@ -399,11 +409,10 @@ class EngineService:
                 return {"status": "duplicate", "loop": loop, "n_rows": done.n_rows}
             if later is not None and later > loop:
                 raise StateError(f"Loop {later} is already committed; snapshots must arrive in loop order.")
-            missing = sorted(set(range(n_chunks)) - have)
+            missing = sorted(set(range(n_chunks)) - set(have))
             if missing:
                 raise StateError(f"Chunks {missing[:10]} of loop {loop} were never uploaded; upload them, then commit.")
-            table = pa.concat_tables([pq.read_table(self._chunk_path(pid, loop, c)) for c in range(n_chunks)])
-            snap = Snapshot.from_arrow(table, where=f"the snapshot of loop {loop}")
+            snap = Snapshot.concat([self._chunk(pid, loop, c, have[c]) for c in range(n_chunks)])
             eng = self.engine(pid)
             eng.pool.index_of(snap.ids, "snapshot ids")
             with self.db.begin() as conn:
@@ -412,8 +421,21 @@ class EngineService:
                         project_id=pid, loop=loop, n_chunks=n_chunks, n_rows=snap.n_records, committed_at=time.time()
                     )
                 )
+            self._pending.pop(pid, None)
             eng.ingest(snap, loop=loop)
         return {"status": "committed", "loop": loop, "n_rows": snap.n_records}
+
+    def _chunk(self, pid: str, loop: int, chunk: int, digest: str) -> Snapshot:
+        """A stored chunk: the validated one kept from its upload when it is the stored version, else its file."""
+        import pyarrow.parquet as pq
+
+        kept = self._pending.get(pid, {}).get((loop, chunk))
+        if kept is not None and kept[0] == digest:
+            return kept[1]
+        where = f"chunk {chunk} of loop {loop}"
+        snap = Snapshot.from_arrow(pq.read_table(self._chunk_path(pid, loop, chunk)), where=where)
+        eng = self.engine(pid)
+        return snap if eng.classes is None else snap.aligned_to(eng.classes)
 
     # ---- labels and selections -------------------------------------------------------------------------
     def observe_labels(self, pid: str, ids: Any, labels: Sequence[Any]) -> int:
@@ -485,7 +507,11 @@ class EngineService:
         on this project is replaced by ``margin`` (when probabilities are shared), and the reason says so."""
         with self._lock(pid):
             eng = self.engine(pid)
-            strat = make_strategy(strategy) if strategy else eng.strategy
+            # the engine's own strategy keeps its state (a portfolio's weights, auto's held-out values) across
+            # requests; a spec equal to it must reuse it rather than start a fresh bandit each call
+            strat = eng.strategy if strategy is None else make_strategy(strategy)
+            if getattr(strat, "spec", None) == getattr(eng.strategy, "spec", None):
+                strat = eng.strategy
             note = ""
             n = int(eng.pool.mask(RecordState.UNLABELED).sum())
             per = self._cost.get((pid, strat.spec))

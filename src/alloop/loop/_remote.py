@@ -247,6 +247,32 @@ class RemoteEngine:
         self._request("POST", f"{self.base}/selected/release", json={"ids": self._ids(arr)})
         self.pool.transition(arr, RecordState.SELECTED, RecordState.UNLABELED)
 
+    def observe_training_dynamics(
+        self, ids: Any, true_prob: Any, *, correct: Any = None, loop: int | None = None
+    ) -> int:
+        """Send one TRAIN pass's training dynamics when the policy shares them (level ``full``); else nothing.
+
+        The service folds a loop once (a retried or replayed loop is ignored). Returns the number of records sent.
+        """
+        if "dynamics" not in self.policy.shares:
+            return 0
+        arr = as_id_array(ids)
+        self.pool.index_of(arr, "ids")
+        tp = np.asarray(true_prob, dtype=np.float64)
+        tp = tp[:, None] if tp.ndim == 1 else tp
+        body: dict[str, Any] = {
+            "ids": self._ids(arr),
+            "p_true": [[None if v != v else float(v) for v in row] for row in tp.tolist()],
+            "correct": None if correct is None else np.asarray(correct, dtype=bool).tolist(),
+        }
+        loop = self.loop if loop is None else loop
+        out = self._request("POST", f"{self.base}/loops/{loop}/training-dynamics", json=body)
+        return int(out.get("folded", 0))
+
+    def observe_holdout(self, value: float, *, loop: int) -> None:
+        """Send a held-out metric of the model trained at ``loop`` (one number, for the service's learning strategy)."""
+        self._request("POST", f"{self.base}/loops/{loop}/training-dynamics", json={"holdout": float(value)})
+
     def recommend(self, k: int, *, strategy: Any = None, loop: int | None = None) -> Selection:
         strat = self.strategy if strategy is None else make_strategy(strategy)
         if not self.pool.mask(RecordState.UNLABELED).any():

@@ -56,7 +56,7 @@ class ModelLearner(SklearnLearner):
 
     >>> import numpy as np
     >>> X = np.array([[0.0], [0.2], [1.0], [1.2]])
-    >>> learner = ModelLearner("ensemble(naive-bayes, k=3)", X)
+    >>> learner = ModelLearner("ensemble(gaussian-nb, k=3)", X)
     >>> _ = learner.train(np.array([0, 1, 2, 3]), np.array([0, 0, 1, 1]), warm_start=False)
     >>> learner.infer(np.array([1, 2])).samples.shape
     (3, 2, 2)

@@ -151,8 +151,9 @@ class Campaign:
                  when they fire, e.g. ``["stabilizing-predictions"]``; ``alloop report`` shows them all
     cluster      a Dask cluster (``local:2``, ``tcp://host:port`` or a distributed.Client) that ranks per-record
                  strategies over the stored snapshot (machine-specific: not stored, pass it again on resume)
-    compute_saving  warm-start/incremental training between periodic full retrains and inference only
-                 where it can change the decision (see docs/compute.md); TrainReport.mode says what ran
+    compute_saving  True/"on", False/"off" or a :class:`alloop.compute.ComputePolicy`: warm-start/incremental
+                 training between periodic full retrains and inference only where it can change the decision
+                 (see docs/compute.md); TrainReport.mode says what ran, ``compute_savings()`` what it saved
     overwrite    start afresh in a directory that already holds a campaign
     """
 
@@ -197,7 +198,7 @@ class Campaign:
         token: str | None = None,
         sharing: SharingPolicy | None = None,
         stop_when: Any = None,
-        compute_saving: bool = False,
+        compute_saving: Any = False,
         cluster: Any = None,
     ) -> None:
         owner = "Campaign"
@@ -213,7 +214,7 @@ class Campaign:
             "label_timeout": check_float(label_timeout, "label_timeout", owner, low=0.0, allow_none=True),
             "review_mode": REVIEW_FILE if review == REVIEW_FILE else None,
             "stop_when": self._check_stop_when(stop_when),
-            "compute_saving": bool(compute_saving),
+            "compute_saving": self._check_compute(compute_saving),
         }
         if review is not None and review != REVIEW_FILE and not callable(review):
             raise ConfigError("The 'review' parameter of Campaign must be a function, 'file' or None. Got {review!r}.")
@@ -269,7 +270,7 @@ class Campaign:
         if overwrite and directory.exists():
             for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"):
                 (directory / name).unlink(missing_ok=True)
-            for sub in ("snapshots", "review"):
+            for sub in ("snapshots", "review", "dynamics"):
                 shutil.rmtree(directory / sub, ignore_errors=True)
         store = CampaignStore(directory, create=True)
         with store.transaction() as conn:
@@ -293,6 +294,13 @@ class Campaign:
         if len(out) < 2 or len(set(out)) != len(out):
             raise ConfigError(f"The 'classes' parameter of Campaign must list at least 2 distinct labels. Got {out!r}.")
         return out
+
+    @staticmethod
+    def _check_compute(value: Any) -> dict[str, Any] | None:
+        from alloop.compute import resolve_compute
+
+        policy = resolve_compute(value, "Campaign")
+        return None if policy is None else policy.to_config()
 
     @staticmethod
     def _check_stop_when(stop_when: Any) -> list[str] | None:
@@ -336,12 +344,13 @@ class Campaign:
         self.config["initial_ids"] = store.get_meta("initial_ids")
         self._inference_policy: Any = None
         if self.config.get("compute_saving"):
-            from alloop.compute import InferencePolicy, WarmStartLearner, WarmStartPolicy
+            from alloop.compute import WarmStartLearner, resolve_compute
 
-            if not isinstance(learner, WarmStartLearner):
-                self.learner = WarmStartLearner(learner, WarmStartPolicy())
+            policy = resolve_compute(self.config["compute_saving"])  # a stored config (True in older campaigns)
+            if policy is not None and policy.warm_start and not isinstance(learner, WarmStartLearner):
+                self.learner = WarmStartLearner(learner, policy.warm_policy())
             if hasattr(engine, "history"):  # inference skipping needs the engine's History (embedded engine)
-                self._inference_policy = InferencePolicy()
+                self._inference_policy = policy
         self._monitor: Any = None
         if self.config.get("stop_when"):
             from alloop.engine.stopping import StopMonitor
@@ -413,6 +422,12 @@ class Campaign:
         if self._monitor is not None:  # the monitor is a deterministic function of the stored loops
             for loop in sorted(snapshots):
                 self._watch(loop, Snapshot.from_parquet(snapshots[loop]))
+        for path in sorted((store.directory / "dynamics").glob("train-*.npz")):  # training dynamics, in loop order
+            with np.load(path, allow_pickle=False) as data:
+                self._replay_dynamics(int(path.stem.split("-")[1]), {k: data[k] for k in data.files})
+        for loop, values in sorted(self.metrics().items()):  # held-out rewards (kept per loop: replays overwrite)
+            if "accuracy" in values and hasattr(engine, "observe_holdout"):
+                engine.observe_holdout(float(values["accuracy"]), loop=loop)
         return self
 
     # ---- inspection ------------------------------------------------------------------------------
@@ -428,7 +443,15 @@ class Campaign:
         return self.store.values("metrics")
 
     def compute(self) -> dict[int, dict[str, float]]:
+        """Per loop: train/infer/select CPU s, records trained/inferred, records_unlabeled, n_labeled."""
         return self.store.values("compute")
+
+    def compute_savings(self) -> dict[str, Any]:
+        """Compute used vs the estimated from-scratch baseline, per loop and in total
+        (:func:`alloop.compute.campaign_savings`; ``["saved"]["cpu_x"]`` is "× less CPU")."""
+        from alloop.compute import campaign_savings
+
+        return campaign_savings(self.compute(), self.metrics())
 
     def loops(self) -> list[dict[str, Any]]:
         return self.store.loops()
@@ -811,10 +834,43 @@ class Campaign:
             self.store.update_loop(conn, loop, phase="trained", model_version=f"m{loop:04d}", train_mode=report.mode)
             self.store.insert_values(conn, "metrics", loop, metrics)
             comp = self.store.values("compute").get(loop, {})
-            comp.update({"train_cpu_s": train_cpu, "records_trained": float(report.n_records)})
+            comp.update(
+                {
+                    "train_cpu_s": train_cpu,
+                    "records_trained": float(report.n_records),
+                    "train_full": float(report.mode == "full"),
+                }
+            )
             self.store.insert_values(conn, "compute", loop, comp)
+        self._share_training(loop, report, metrics)
         _crash_point("train", loop)
         return StepResult("train", loop, detail=f"{report.mode} on {report.n_records} records")
+
+    def _dynamics_path(self, loop: int) -> Path:
+        return self.directory / "dynamics" / f"train-{loop:04d}.npz"
+
+    def _share_training(self, loop: int, report: TrainReport, metrics: Mapping[str, float]) -> None:
+        """Training dynamics (``report.extra["dynamics"]``: ids, p_true, optional correct) go to History, kept in
+        ``dynamics/train-NNNN.npz`` for resume; the held-out accuracy goes to the engine's learning strategies."""
+        dyn = report.extra.get("dynamics") if isinstance(report.extra, Mapping) else None
+        tp = None if not dyn else dyn.get("p_true", dyn.get("true_prob"))
+        if dyn and tp is not None and hasattr(self.engine, "observe_training_dynamics"):
+            idx = self.engine.pool.index_of(as_id_array(dyn["ids"], "dynamics ids"))
+            arrays: dict[str, Any] = {"idx": idx, "p_true": np.asarray(tp, dtype=np.float32)}
+            if dyn.get("correct") is not None:
+                arrays["correct"] = np.asarray(dyn["correct"], dtype=bool)
+            path = self._dynamics_path(loop)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path.with_suffix(".tmp"), "wb") as fh:
+                np.savez(fh, **arrays)
+            os.replace(path.with_suffix(".tmp"), path)
+            self._replay_dynamics(loop, arrays)
+        if "accuracy" in metrics and hasattr(self.engine, "observe_holdout"):
+            self.engine.observe_holdout(float(metrics["accuracy"]), loop=loop)
+
+    def _replay_dynamics(self, loop: int, arrays: Mapping[str, np.ndarray]) -> None:
+        ids = self.engine.pool.ids_at(np.asarray(arrays["idx"], dtype=np.int64))
+        self.engine.observe_training_dynamics(ids, arrays["p_true"], correct=arrays.get("correct"), loop=loop)
 
     # ---- INFER -----------------------------------------------------------------------------------
     def _infer(self, loop: int) -> StepResult:
@@ -823,17 +879,14 @@ class Campaign:
         pool = self.engine.pool
         if loop == 0:  # the initial set too, once, so diversity strategies know where the labeled records lie
             ids = pool.ids_at(np.flatnonzero(pool.mask(RecordState.UNLABELED) | pool.mask(RecordState.LABELED)))
+            n_unlabeled = ids.size
         else:
             idx = pool.indices(RecordState.UNLABELED)
+            n_unlabeled = idx.size
             if self._inference_policy is not None and idx.size:
-                from alloop.compute import plan_inference
+                from alloop.compute import choose_inference
 
-                h = self.engine.history
-                inside = idx < h.capacity
-                feats = h.features(np.where(inside, idx, 0))
-                feats["last_loop"] = np.where(inside, h.last_loop[np.where(inside, idx, 0)], -1).astype(np.float64)
-                feats["count"] = np.where(inside, feats["count"], 0.0)
-                idx = idx[plan_inference(feats, loop, self._inference_policy)]
+                idx = choose_inference(self.engine.history, idx, loop, self._inference_policy)
             ids = pool.ids_at(idx)
         t0 = time.process_time()
         snap = None
@@ -861,7 +914,14 @@ class Campaign:
         with self.store.transaction() as conn:
             self.store.update_loop(conn, loop, phase="inferred")
             comp = self.store.values("compute").get(loop, {})
-            comp.update({"infer_cpu_s": infer_cpu, "records_inferred": float(ids.size)})
+            comp.update(
+                {
+                    "infer_cpu_s": infer_cpu,
+                    "records_inferred": float(ids.size),
+                    "records_unlabeled": float(n_unlabeled),  # what a from-scratch loop infers
+                    "n_labeled": float(self.n_labeled),
+                }
+            )
             self.store.insert_values(conn, "compute", loop, comp)
         if snap is not None:
             self.engine.ingest(snap, loop=loop)

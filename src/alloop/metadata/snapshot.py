@@ -8,9 +8,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from alloop.errors import DataError
-from alloop.records import as_id_array
+from alloop.records import as_id_array, first_duplicate
 
 __all__ = ["Snapshot", "TASK_TYPES"]
 
@@ -45,6 +46,38 @@ def _check_finite(arr: np.ndarray, field: str) -> None:
             f"{field!r} contains a NaN or infinite value at position {tuple(int(b) for b in bad)}; "
             "every value must be finite."
         )
+
+
+def _check_probs(probs: np.ndarray, ids: np.ndarray) -> None:
+    """Rows finite, in [0, 1] and summing to 1: three passes over ``probs`` (row sums, min, max)."""
+    # einsum sums short rows several times faster than sum(axis=1) (no BLAS threads involved); float32
+    # rounding (~1e-6) is far below the tolerance
+    sums = np.einsum("ij->i", probs).astype(np.float64, copy=False)
+    if not np.isfinite(sums).all():  # a NaN or infinite entry makes its row sum non-finite
+        _check_finite(probs, "probs")
+    if probs.min() < 0 or probs.max() > 1 + PROB_TOLERANCE:
+        raise DataError("'probs' must lie in [0, 1]; found a negative value or one above 1.")
+    off = np.abs(sums - 1)
+    worst = int(np.argmax(off))
+    if off[worst] > PROB_TOLERANCE:
+        rid = ids[worst : worst + 1].tolist()[0]  # a Python value: no np.int64(...) in the message
+        raise DataError(
+            f"Each row of 'probs' must sum to 1 (±{PROB_TOLERANCE}); row {worst} "
+            f"(id {rid!r}) sums to {sums[worst]:.6g}. Apply softmax or normalise first."
+        )
+
+
+def _id_column(col: Any, where: str) -> np.ndarray:
+    """The ``id`` column as an int64 or str (object) array, without a Python object per int id."""
+    import pyarrow as pa
+
+    if col.null_count:
+        raise DataError(f"Column 'id' of {where} has {col.null_count} null id(s); give every record an id.")
+    if pa.types.is_integer(col.type):
+        return np.asarray(col.to_numpy(), dtype=np.int64)
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return np.asarray(col.to_numpy(zero_copy_only=False), dtype=object)
+    raise DataError(f"Column 'id' of {where} must hold ints or strings; got {col.type}.")
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,8 +108,11 @@ class Snapshot:
         if self.task not in TASK_TYPES:
             raise DataError(f"'task' must be one of {TASK_TYPES}; got {self.task!r}.")
         ids = as_id_array(self.ids, "ids")
-        if len(set(ids.tolist())) != ids.size:
-            raise DataError("'ids' of a Snapshot must be unique; an id appears more than once.")
+        dup = first_duplicate(ids)
+        if dup is not None:
+            raise DataError(
+                f"'ids' of a Snapshot must be unique; the id {ids[dup : dup + 1].tolist()[0]!r} appears more than once."
+            )
         set_(self, "ids", ids)
         n = ids.size
         probs = _float_array(self.probs, "probs")
@@ -84,18 +120,8 @@ class Snapshot:
             raise DataError(f"'probs' must have shape (n_ids={n}, n_classes); got {probs.shape}.")
         if probs.shape[1] < 1:
             raise DataError("'probs' must have at least one class column.")
-        _check_finite(probs, "probs")
-        if n and (probs.min() < 0 or probs.max() > 1 + PROB_TOLERANCE):
-            raise DataError("'probs' must lie in [0, 1]; found a negative value or one above 1.")
         if n:
-            sums = probs.sum(axis=1, dtype=np.float64)
-            worst = int(np.argmax(np.abs(sums - 1)))
-            if abs(sums[worst] - 1) > PROB_TOLERANCE:
-                rid = ids[worst : worst + 1].tolist()[0]  # a Python value: no np.int64(...) in the message
-                raise DataError(
-                    f"Each row of 'probs' must sum to 1 (±{PROB_TOLERANCE}); row {worst} "
-                    f"(id {rid!r}) sums to {sums[worst]:.6g}. Apply softmax or normalise first."
-                )
+            _check_probs(probs, ids)
         set_(self, "probs", probs)
         if self.embeddings is not None:
             emb = _float_array(self.embeddings, "embeddings")
@@ -156,8 +182,13 @@ class Snapshot:
         return frozenset(have)
 
     def subset(self, mask_or_index: np.ndarray) -> Snapshot:
+        """The rows at a boolean mask or an index array (rows are not validated again, only id uniqueness)."""
         sel = np.asarray(mask_or_index)
-        return Snapshot(
+        if sel.dtype != bool:
+            dup = first_duplicate(np.arange(self.n_records)[sel])
+            if dup is not None:
+                raise DataError(f"Snapshot.subset: the index selects row {int(sel[dup])} more than once.")
+        return Snapshot._trusted(
             ids=self.ids[sel],
             probs=self.probs[sel],
             embeddings=None if self.embeddings is None else self.embeddings[sel],
@@ -166,6 +197,78 @@ class Snapshot:
             classes=self.classes,
             loop=self.loop,
             task=self.task,
+        )
+
+    @classmethod
+    def _trusted(cls, **fields: Any) -> Snapshot:
+        """Build from parts of snapshots that were already validated, without validating again."""
+        obj = object.__new__(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in fields:
+                value = fields[f.name]
+            elif f.default_factory is not dataclasses.MISSING:
+                value = f.default_factory()
+            else:
+                value = f.default
+            object.__setattr__(obj, f.name, value)
+        return obj
+
+    @classmethod
+    def concat(cls, parts: Sequence[Snapshot]) -> Snapshot:
+        """Rows of several snapshots of one INFER pass (e.g. upload chunks) as one; ids must stay unique.
+
+        >>> a = Snapshot(ids=[1], probs=[[0.2, 0.8]]); b = Snapshot(ids=[2], probs=[[0.6, 0.4]])
+        >>> Snapshot.concat([a, b]).ids.tolist()
+        [1, 2]
+        """
+        if not parts:
+            raise DataError("Snapshot.concat needs at least one snapshot.")
+        head = parts[0]
+        if len(parts) == 1:
+            return head
+        for j, p in enumerate(parts[1:], 1):
+            same = (
+                p.n_classes == head.n_classes
+                and p.classes == head.classes
+                and p.task == head.task
+                and p.ids.dtype == head.ids.dtype
+                and (p.embeddings is None) == (head.embeddings is None)
+                and (p.embeddings is None or p.embeddings.shape[1] == head.embeddings.shape[1])
+                and (p.samples is None) == (head.samples is None)
+                and (p.samples is None or p.samples.shape[0] == head.samples.shape[0])
+                and sorted(p.dynamics or {}) == sorted(head.dynamics or {})
+                and all(v.shape[1:] == dict(head.dynamics or {})[k].shape[1:] for k, v in (p.dynamics or {}).items())
+            )
+            if not same:
+                raise DataError(
+                    f"Part {j} of the snapshot does not match part 0 (ids type, classes, task, embedding width, "
+                    "samples or dynamics differ); every chunk of one INFER pass must have the same columns."
+                )
+        ids = np.concatenate([p.ids for p in parts])
+        dup = first_duplicate(ids)
+        if dup is not None:
+            raise DataError(
+                f"'ids' of a Snapshot must be unique; the id {ids[dup : dup + 1].tolist()[0]!r} appears more than once."
+            )
+
+        def cat(get: Any, axis: int = 0) -> Any:
+            values = [get(p) for p in parts]
+            if values[0] is None:
+                return None
+            dtype = np.result_type(*values)
+            return np.concatenate([v.astype(dtype, copy=False) for v in values], axis=axis)
+
+        return cls._trusted(
+            ids=ids,
+            probs=cat(lambda p: p.probs),
+            embeddings=cat(lambda p: p.embeddings),
+            samples=cat(lambda p: p.samples, axis=1),
+            dynamics=None
+            if not head.dynamics
+            else {k: cat(lambda p, k=k: p.dynamics[k]) for k in head.dynamics},  # type: ignore[misc]
+            classes=head.classes,
+            loop=head.loop,
+            task=head.task,
         )
 
     def aligned_to(self, classes: list[Any]) -> Snapshot:
@@ -209,7 +312,7 @@ class Snapshot:
             return pa.FixedSizeListArray.from_arrays(flat, int(np.prod(a.shape[1:])) if a.ndim > 1 else 1)
 
         cols: dict[str, pa.Array] = {
-            "id": pa.array(self.ids.tolist(), type=pa.string() if self.ids.dtype == object else pa.int64()),
+            "id": pa.array(self.ids, type=pa.string() if self.ids.dtype == object else pa.int64()),
             "probs": fixed(self.probs),
         }
         if self.embeddings is not None:
@@ -257,6 +360,8 @@ class Snapshot:
     @classmethod
     def from_arrow(cls, table: Any, *, where: str = "the Arrow table") -> Snapshot:
         """Read a table written by :meth:`to_arrow`; every problem is a DataError naming the column."""
+        import pyarrow as pa
+
         raw = (table.schema.metadata or {}).get(b"alloop.snapshot")
         if raw is None:
             raise DataError(f"{where} is not an alloop snapshot (no 'alloop.snapshot' schema metadata).")
@@ -274,9 +379,14 @@ class Snapshot:
                     f"got {col.type}."
                 )
             width = col.type.list_size
-            return col.flatten().to_numpy(zero_copy_only=False).reshape(n, width)
+            if col.null_count:
+                raise DataError(f"Column {name!r} of {where} has {col.null_count} null row(s); every record needs one.")
+            values = col.flatten()
+            if not pa.types.is_floating(values.type) and not pa.types.is_integer(values.type):
+                raise DataError(f"Column {name!r} of {where} must hold numbers; got {col.type}.")
+            return values.to_numpy(zero_copy_only=False).reshape(n, width)
 
-        ids = table.column("id").to_pylist()
+        ids = _id_column(table.column("id"), where)
         probs = unfixed("probs")
         emb = unfixed("embeddings") if "embeddings" in table.column_names else None
         samples = None
@@ -290,7 +400,7 @@ class Snapshot:
                 arr = unfixed(name)
                 dyn[key] = arr[:, 0] if meta["dynamics_ndim"].get(key) == 1 else arr
         return cls(
-            ids=np.asarray(ids, dtype=object) if ids and isinstance(ids[0], str) else np.asarray(ids, dtype=np.int64),
+            ids=ids,
             probs=probs,
             embeddings=emb,
             samples=samples,

@@ -56,6 +56,13 @@ class CommitIn(_Body):
     n_chunks: int = Field(ge=1, le=100_000)
 
 
+class DynamicsIn(_Body):
+    ids: list[Id] = Field(default_factory=list, max_length=1_000_000)
+    p_true: list[list[float | None]] = Field(default_factory=list, max_length=1_000_000)
+    correct: list[list[bool]] | None = None
+    holdout: float | None = None
+
+
 class RecommendIn(_Body):
     k: int = Field(ge=1, le=1_000_000)
     strategy: str | None = Field(None, max_length=1000)
@@ -224,6 +231,27 @@ def create_app(service: EngineService, settings: Settings) -> Any:
     @app.post("/v1/projects/{pid}/selected/release", tags=["labels"])
     def release(request: Request, pid: PID, body: IdsIn) -> dict[str, int]:
         return {"released": service.release(project(request, pid), body.ids)}
+
+    @app.post("/v1/projects/{pid}/loops/{loop}/training-dynamics", tags=["labels"])
+    def training_dynamics(
+        request: Request, pid: PID, loop: Annotated[int, Path(ge=0, le=10**9)], body: DynamicsIn
+    ) -> dict[str, int]:
+        """What a TRAIN step reported: per-epoch probability of the true label (→ History) and a held-out metric."""
+        import numpy as np
+
+        from alloop.records import as_id_array
+
+        pid = project(request, pid)
+        folded = 0
+        with service._lock(pid):  # the engine is shared by the project's requests
+            eng = service.engine(pid)
+            if body.ids:
+                tp = np.array([[np.nan if v is None else v for v in row] for row in body.p_true], dtype=np.float64)
+                correct = None if body.correct is None else np.array(body.correct)
+                folded = eng.observe_training_dynamics(as_id_array(body.ids), tp, correct=correct, loop=loop)
+            if body.holdout is not None:
+                eng.observe_holdout(body.holdout, loop=loop)
+        return {"folded": folded}
 
     @app.post("/v1/projects/{pid}/recommend", response_model=SelectionOut, tags=["selection"])
     def recommend(request: Request, pid: PID, body: RecommendIn) -> SelectionOut:

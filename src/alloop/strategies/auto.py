@@ -195,6 +195,7 @@ class _Bandit(_Stateful):
     gamma: float
     eta: float
     selector: str | None
+    holdout_weight: float
     seed: int | None
 
     def _validate(self) -> None:
@@ -204,6 +205,7 @@ class _Bandit(_Stateful):
         check_choice(self.algorithm, "algorithm", owner, ALGORITHMS)
         check_float(self.gamma, "gamma", owner, low=0.0, high=1.0)
         check_float(self.eta, "eta", owner, low=0.0)
+        check_float(self.holdout_weight, "holdout_weight", owner, low=0.0, high=1.0)
         check_int(self.seed, "seed", owner, min=0, allow_none=True)
 
     def _fresh_state(self) -> dict[str, Any]:
@@ -236,14 +238,29 @@ class _Bandit(_Stateful):
             arm.load_state_dict(st["learned"])
         return arm
 
+    def observe_holdout(self, value: float, *, loop: int) -> None:
+        """A held-out metric of the model trained at ``loop`` (kept for the last few loops; replays overwrite)."""
+        from alloop.engine.portfolio import LOG_CAP
+
+        held = self._state().setdefault("holdout", {})
+        held[str(int(loop))] = float(value)
+        for key in sorted(held, key=int)[:-LOG_CAP]:
+            del held[key]
+
     def _advance(self, ctx: SelectionContext) -> None:
-        from alloop.engine.portfolio import iw_accuracy, update
+        from alloop.engine.portfolio import holdout_reward, iw_accuracy, update
 
         st = self._state()
         if st["loop"] == ctx.loop:
             return
         pend = st.get("pending")
         if pend:
+            # held-out reward: the change of the held-out metric caused by this batch's labels, to its arms
+            r_ho = holdout_reward(st.get("holdout") or {}, pend.get("loop"))
+            w = float(self.holdout_weight) if st.get("holdout") else 0.0
+            if r_ho is not None and w > 0:
+                update(st, pend["credit"], reward=w * r_ho, algorithm=self.algorithm, eta=self.eta)
+                st["last_holdout_reward"] = r_ho
             labels = _labels_by_id(ctx)
             rows = [j for j, v in enumerate(pend["ids"]) if v in labels]
             if rows:
@@ -251,7 +268,8 @@ class _Bandit(_Stateful):
                 acc = iw_accuracy(correct, np.asarray(pend["q"], dtype=np.float64)[rows])
                 if st["prev_credit"] is not None and st["last_acc"] is not None:
                     reward = acc - float(st["last_acc"])
-                    update(st, st["prev_credit"], reward=reward, algorithm=self.algorithm, eta=self.eta)
+                    if w < 1.0:
+                        update(st, st["prev_credit"], reward=(1.0 - w) * reward, algorithm=self.algorithm, eta=self.eta)
                     st["last_reward"] = reward
                 st["prev_credit"], st["last_acc"] = pend["credit"], acc
         st["loop"], st["pending"] = ctx.loop, None
@@ -318,6 +336,7 @@ class _Bandit(_Stateful):
         credit = batch_credit(advice, pi, chosen, n=ctx.n, gamma=gamma)
         pred = np.argmax(ctx.probs[chosen], axis=1) if ctx.probs is not None else np.full(chosen.size, -1)
         st["pending"] = {
+            "loop": ctx.loop,
             "ids": ctx.ids[chosen].tolist(),
             "pred": [int(v) for v in pred],
             "q": [float(v) for v in q[chosen]],
@@ -331,6 +350,7 @@ class _Bandit(_Stateful):
         probs = {a: round(float(v), 3) for a, v in zip(arms, pi, strict=True)}
         append_log(st, {"loop": ctx.loop, "pi": probs, "from": from_arm, "reward": st.get("last_reward")})
         reward = st.get("last_reward")
+        r_ho = st.get("last_holdout_reward")
         self.__dict__["_last_reason"] = (
             f"{type(self).name}[{self.algorithm}]: "
             + (f"fallback to {fallback} (metadata too thin); " if fallback else f"{p.reason}; ")
@@ -339,6 +359,7 @@ class _Bandit(_Stateful):
             + "; batch from "
             + ", ".join(f"{a}:{n}" for a, n in from_arm.items() if n)
             + (f"; last reward {reward:+.4f}" if reward is not None else "")
+            + (f"; last held-out reward {r_ho:+.4f}" if r_ho is not None else "")
         )
         return chosen, q
 
@@ -372,6 +393,7 @@ class PortfolioStrategy(_Bandit):
         gamma: float = 0.1,
         eta: float = 2.0,
         selector: str | None = None,
+        holdout_weight: float = 0.5,
         seed: int | None = None,
     ) -> None:
         self.arms = arms
@@ -379,6 +401,7 @@ class PortfolioStrategy(_Bandit):
         self.gamma = gamma
         self.eta = eta
         self.selector = selector
+        self.holdout_weight = holdout_weight
         self.seed = seed
 
     def _plan(self, ctx: SelectionContext) -> Any:
@@ -416,16 +439,20 @@ class AutoStrategy(_Bandit):
         self,
         *,
         algorithm: str = "exp4p",
-        gamma: float = 0.1,
+        gamma: float = 0.02,
         eta: float = 2.0,
         max_selection_seconds: float | None = None,
         max_candidates: int = 20_000,
         selector: str | None = None,
+        explore: float | None = 0.1,
+        holdout_weight: float = 0.5,
         seed: int | None = None,
     ) -> None:
         self.algorithm = algorithm
         self.gamma = gamma
         self.eta = eta
+        self.explore = explore
+        self.holdout_weight = holdout_weight
         self.max_selection_seconds = max_selection_seconds
         self.max_candidates = max_candidates
         self.selector = selector
@@ -437,6 +464,7 @@ class AutoStrategy(_Bandit):
         owner = "AutoStrategy"
         check_float(self.max_selection_seconds, "max_selection_seconds", owner, low=0.0, allow_none=True)
         check_int(self.max_candidates, "max_candidates", owner, min=1)
+        check_float(self.explore, "explore", owner, low=0.0, high=1.0, allow_none=True)
         st = self._state()
         timings = {a: float(e["seconds"]) for a, e in st["arms"].items() if e["seconds"] > 0}
         return plan(
@@ -444,6 +472,7 @@ class AutoStrategy(_Bandit):
             seconds_per_candidate=timings,
             max_selection_seconds=self.max_selection_seconds,
             max_candidates=self.max_candidates,
+            explore=self.explore,
         )
 
     def _fallback(self, ctx: SelectionContext) -> str | None:
