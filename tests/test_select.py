@@ -10,13 +10,16 @@ from alloop._select import (
     _TOL,
     FUSED,
     MIN_PART_ROWS,
+    MIN_RESCORE_ROWS,
     _compiled_part,
     _entropy_cut,
     _entropy_slack,
     _fused_top_k,
     _guess_threshold,
+    _in_threads,
     _kernels,
     _parts,
+    _rank,
     select,
 )
 from alloop.errors import ConfigError, DataError
@@ -283,3 +286,67 @@ def test_a_too_high_guessed_threshold_is_detected_and_the_pass_rerun():
     assert _guess_threshold(p, 10, "margin") == -np.inf  # small k: no guess
     ok = _probs(n, 10, np.float32, alpha=1.0)
     assert np.sum(margin_scores(ok) > _guess_threshold(ok, k, "margin")) >= k  # a representative sample: kept
+
+
+@pytest.mark.parametrize("compiled", COMPILED)
+def test_rank_equals_top_k_with_many_ties(compiled):
+    # the final ranking of the compiled pass: partition, unstable argsort, runs of ties re-sorted by position
+    rng = np.random.default_rng(12)
+    for n, k, levels in ((7, 3, 2), (500, 499, 5), (5000, 5000, 1000), (3000, 2000, 3), (20000, 15000, 10**9),
+                         (20000, 15000, 4000)):  # (3000, 2000, 3): runs far longer than the insertion-sort limit
+        sc = rng.integers(0, levels, size=n).astype(np.float64) / 7.0
+        assert np.array_equal(_rank(sc, k, compiled=compiled), top_k(sc, k)), (n, k, levels)
+    assert _rank(np.array([1.0, -np.inf, 3.0]), 5, compiled=compiled).tolist() == [2, 0, 1]
+
+
+def test_in_threads_returns_in_order_and_reraises_the_first_error():
+    assert _in_threads(lambda i: i + 10, 4) == [10, 11, 12, 13]
+
+    def fail(i: int) -> int:
+        if i >= 1:
+            raise DataError(f"part {i}")
+        return i
+
+    with pytest.raises(DataError, match="part 1"):
+        _in_threads(fail, 3)
+
+
+def test_large_k_entropy_rescoring_and_ranking_in_two_threads():
+    # k large enough that the exact rescoring and the final argsort are split across two threads
+    if _kernels() is None:
+        pytest.skip("numba is not installed; the compiled pass is not used")
+    p = _probs(3 * MIN_RESCORE_ROWS, 4, np.float32, alpha=2.0)
+    for name, score_fn in FUSED.items():
+        k = 2 * MIN_RESCORE_ROWS + 5
+        expected = top_k(score_fn(p), k)
+        for parts in (1, 2):
+            assert np.array_equal(_fused_top_k(p, k, name, parts=parts), expected), (name, parts)
+
+
+@pytest.mark.parametrize(("compiled", "parts"), PATHS)
+def test_row_sums_at_the_tolerance_edge_are_judged_by_their_float64_sum(compiled, parts):
+    # the compiled pass adds float32 rows in float32 and falls back to a float64 sum near the edge: rows just inside
+    # and just outside 1 ± tol must be accepted or rejected exactly as by their float64 sum (100 classes, so the
+    # float32 sum is off by more than the distance to the edge)
+    rng = np.random.default_rng(16)  # a row whose float32 sum flips 5 of these 82 verdicts (checked below)
+    base = rng.dirichlet(np.ones(100), size=1).astype(np.float32)[0]
+    flips = 0
+    for sign in (1.0, -1.0):
+        for step in range(-20, 21):
+            row = base.copy()
+            row[0] += np.float32(sign * (_TOL + step * 5e-8))
+            flips += (abs(float(np.add.accumulate(row)[-1]) - 1.0) <= _TOL) != (abs(float(
+                np.add.accumulate(row.astype(np.float64))[-1]) - 1.0) <= _TOL)
+            exact = float(np.add.accumulate(row.astype(np.float64))[-1])  # sequential, like the kernel's check
+            p = np.repeat(base[None, :], 300, axis=0)
+            p[123] = row
+            ok = abs(exact - 1.0) <= _TOL
+            try:
+                _fused_top_k(p, 5, "margin", chunk_rows=64, compiled=compiled, parts=parts)
+                accepted = True
+            except DataError as exc:
+                assert "row 123 is the first bad row" in str(exc)
+                accepted = False
+            if compiled:
+                assert accepted == ok, (sign, step, exact)
+    assert flips >= 3  # the float32 sum alone would have judged some of these rows wrongly
