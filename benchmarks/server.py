@@ -2,11 +2,14 @@
 
     .venv/bin/python benchmarks/server.py [--n 1000000] [--classes 10] [--requests 30] [--backends sqlite,postgres]
     .venv/bin/python benchmarks/server.py --quick     # 200,000 records, 5 requests, SQLite only
+    .venv/bin/python benchmarks/server.py --workers 2,1,3 --chunk-rows 125000,250000   # upload variants side by side
 
 For each backend a real `alloop serve` process is started on 127.0.0.1 (PostgreSQL: a throwaway cluster);
 a RemoteEngine registers n record ids, uploads one INFER pass (n x C float32) as Arrow IPC chunks and
 commits it (loop 0: History arrays are allocated; loop 1: a second pass over the same pool, the steady
-state); then asks for k=100 recommendations repeatedly. The embedded SelectionEngine does the same
+state); then asks for k=100 recommendations repeatedly. Each variant (concurrent chunk uploads ``--workers``,
+rows per chunk ``--chunk-rows``; the first of each is RemoteEngine's default) gets a fresh server process, so
+every loop 0 pays the first-pass History allocation as a user's would. The embedded SelectionEngine does the same
 work in-process, side by side, so the table reports ratios. Writes benchmarks/results/server.json.
 """
 
@@ -67,10 +70,12 @@ def embedded(snap: Snapshot, requests: int) -> dict[str, float]:
     }
 
 
-def remote(snap: Snapshot, requests: int, db_url: str | None) -> dict[str, float]:
+def remote(snap: Snapshot, requests: int, db_url: str | None, workers: int, chunk_rows: int) -> dict[str, float]:
     srv = Server(Path(mkdtemp(prefix="alloop-bench-")), db_url=db_url).start()
     try:
-        eng = RemoteEngine(srv.url, ADMIN, classes=list(range(snap.n_classes)), chunk_rows=250_000)
+        eng = RemoteEngine(
+            srv.url, ADMIN, classes=list(range(snap.n_classes)), chunk_rows=chunk_rows, upload_workers=workers
+        )
         t0 = time.perf_counter()
         eng.add_records(snap.ids)
         t_reg = time.perf_counter() - t0
@@ -103,6 +108,8 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--requests", type=int, default=30)
     ap.add_argument("--backends", default="sqlite,postgres")
+    ap.add_argument("--workers", default="2,1,3", help="concurrent chunk uploads to compare (first = default)")
+    ap.add_argument("--chunk-rows", default="250000", help="rows per upload chunk to compare")
     ap.add_argument("--quick", action="store_true", help="200,000 records, 5 requests, SQLite only")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "server.json"))
     args = ap.parse_args()
@@ -114,24 +121,27 @@ def main() -> None:
     try:
         for backend in args.backends.split(","):
             url = None
-            if backend == "postgres":
+            if backend == "postgres" and cluster is None:
                 from tests.pg_util import PostgresCluster
 
                 cluster = PostgresCluster().start()
-                url = cluster.create_database("bench")
-            rows[backend] = remote(snap, args.requests, url)
+            for w in [int(v) for v in args.workers.split(",")]:
+                for cr in [int(v) for v in args.chunk_rows.split(",")]:
+                    if backend == "postgres":
+                        url = cluster.create_database(f"bench_w{w}_c{cr}")
+                    rows[f"{backend} w{w} c{cr // 1000}k"] = remote(snap, args.requests, url, w, cr)
     finally:
         if cluster is not None:
             cluster.stop()
     base = rows["embedded"]
     print(f"n = {args.n:,} records x {args.classes} classes (float32), k = 100, {args.requests} requests")
     print(
-        f"{'engine':<10} {'loop0 rec/s':>13} {'loop1 rec/s':>13} {'loop0 x emb':>12} {'loop1 x emb':>12} "
+        f"{'engine':<20} {'loop0 rec/s':>13} {'loop1 rec/s':>13} {'loop0 x emb':>12} {'loop1 x emb':>12} "
         f"{'rec p50 ms':>11} {'rec p99 ms':>11} {'p50 x emb':>10}"
     )
     for name, r in rows.items():
         print(
-            f"{name:<10} {args.n / r['ingest_s']:>13,.0f} {args.n / r['ingest2_s']:>13,.0f} "
+            f"{name:<20} {args.n / r['ingest_s']:>13,.0f} {args.n / r['ingest2_s']:>13,.0f} "
             f"{r['ingest_s'] / base['ingest_s']:>12.2f} {r['ingest2_s'] / base['ingest2_s']:>12.2f} "
             f"{1e3 * r['p50_s']:>11.1f} {1e3 * r['p99_s']:>11.1f} {r['p50_s'] / base['p50_s']:>10.2f}"
         )

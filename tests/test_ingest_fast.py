@@ -7,7 +7,7 @@ import pytest
 
 from alloop import Snapshot
 from alloop.engine.service import EngineService, arrow_ipc_bytes
-from alloop.errors import DataError, DuplicateRecordError, UnknownRecordError
+from alloop.errors import DataError, DuplicateRecordError, StateError, UnknownRecordError
 from alloop.records import Pool, first_duplicate
 
 
@@ -195,3 +195,76 @@ def test_recommend_with_the_projects_own_spec_keeps_the_strategys_state(tmp_path
     svc.recommend(pid, 5, strategy="auto", loop=0)
     assert svc.engine(pid).strategy is own and own.state_dict()["loop"] == 0
     svc.close()
+
+
+# ---- concurrent chunk uploads ------------------------------------------------------------------------------
+def _history_arrays(eng) -> dict[str, np.ndarray]:
+    h = eng.history
+    out = {k: v for k, v in vars(h).items() if isinstance(v, np.ndarray)}
+    for name in ("mean", "m2", "ewm", "ring"):
+        out.update({f"{name}.{s}": a for s, a in getattr(h, name).items()})
+    return out
+
+
+def test_concurrent_uploads_and_retries_commit_the_same_history_as_the_embedded_engine(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from alloop import SelectionEngine
+
+    rng = np.random.default_rng(5)
+    n, rows = 2000, 250
+    snaps = [Snapshot(ids=np.arange(n), probs=_probs(rng, n).astype(np.float32)) for _ in range(2)]
+    svc = EngineService(f"sqlite:///{tmp_path}/svc.db", tmp_path)
+    pid, _ = svc.create_project(name="t", classes=[0, 1, 2])
+    svc.add_records(pid, np.arange(n))
+    emb = SelectionEngine("margin", classes=[0, 1, 2])
+    emb.add_records(np.arange(n))
+    for loop, snap in enumerate(snaps):
+        bodies = [arrow_ipc_bytes(snap.subset(np.arange(s, s + rows)).to_arrow()) for s in range(0, n, rows)]
+        jobs = [(c, b) for c, b in enumerate(bodies)] * 2  # every chunk twice: a retry racing its original
+        rng.shuffle(jobs)
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(lambda job, loop=loop: svc.put_chunk(pid, loop, *job)["status"], jobs))
+        assert sorted(got) == ["duplicate"] * len(bodies) + ["stored"] * len(bodies)
+        assert svc.commit_snapshot(pid, loop, len(bodies))["n_rows"] == n
+        emb.ingest(snap, loop=loop)
+        want, have = _history_arrays(emb), _history_arrays(svc.engine(pid))
+        assert want.keys() == have.keys()
+        for key, arr in want.items():
+            assert np.array_equal(arr, have[key], equal_nan=arr.dtype.kind == "f"), key
+    assert not list(tmp_path.rglob("*.tmp"))  # no temporary file is left behind
+    with pytest.raises(StateError, match="already committed"):  # a late, different chunk never replaces one
+        svc.put_chunk(pid, 1, 0, arrow_ipc_bytes(snaps[0].subset(np.arange(rows)).to_arrow()))
+    assert svc.put_chunk(pid, 1, 0, bodies[0])["status"] == "duplicate"
+    svc.close()
+
+
+def test_remote_engine_uploads_chunks_concurrently_and_selects_like_the_embedded_engine(tmp_path):
+    from alloop import SelectionEngine
+    from alloop.loop import RemoteEngine
+    from tests.server_util import ADMIN, Server
+
+    rng = np.random.default_rng(6)
+    n = 3000
+    snap = Snapshot(ids=np.arange(n), probs=_probs(rng, n).astype(np.float32))
+    emb = SelectionEngine("margin", classes=[0, 1, 2])
+    emb.add_records(np.arange(n))
+    emb.ingest(snap, loop=0)
+    srv = Server(tmp_path / "data").start()
+    try:
+        eng = RemoteEngine(srv.url, ADMIN, classes=[0, 1, 2], chunk_rows=400)  # 8 chunks, 2 at a time
+        try:
+            eng.add_records(np.arange(n))
+            eng.ingest(snap, loop=0)
+            assert eng.recommend(20, loop=0).ids.tolist() == emb.recommend(20, loop=0).ids.tolist()
+            status = eng._request("GET", eng.base)
+            assert [(s["loop"], s["n_chunks"], s["n_rows"]) for s in status["snapshots"]] == [(0, 8, n)]
+            eng.pool.add([n + 5])  # known to the client only: the last of 3 chunks fails on the server
+            bad = Snapshot(ids=np.r_[np.arange(800), n + 5], probs=_probs(rng, 801))
+            with pytest.raises(UnknownRecordError, match="not in the pool"):  # a worker's error reaches the caller
+                eng.ingest(bad, loop=1)
+            assert len(eng._request("GET", eng.base)["snapshots"]) == 1  # nothing was committed
+        finally:
+            eng.close()
+    finally:
+        srv.stop()

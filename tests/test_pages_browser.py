@@ -244,6 +244,43 @@ def test_dashboard_shows_a_finished_demo_campaign(server, context, tmp_path):
     assert shot.stat().st_size > 10_000
 
 
+def test_dashboard_shows_a_remote_campaign_without_its_directory(server, context, tmp_path):
+    """A campaign on "another machine" (remote engine, nothing attached): its reported loops draw every chart."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from alloop.labeling import SimulatedOracle
+    from alloop.loop import Campaign, SklearnLearner
+
+    X, y = load_iris(return_X_y=True)
+    ids, test = np.arange(0, 150, 2), np.arange(1, 150, 2)
+    camp = Campaign(
+        tmp_path / "elsewhere", learner=SklearnLearner(LogisticRegression(max_iter=300), X[ids], ids, eval_X=X[test],
+                                                       eval_y=y[test]),
+        labeler=SimulatedOracle(truth={int(i): int(y[i]) for i in ids}), pool=ids, classes=[0, 1, 2], initial=6,
+        batch_size=4, max_loops=2, seed=0, engine=server.url, token=ADMIN,
+    )
+    try:
+        camp.run()
+        pid, n_loops = camp.engine.project, len(camp.compute())
+    finally:
+        camp.close()
+    page = context.new_page()
+    page.goto(server.url + "/")
+    page.get_by_label("Admin token or project key").fill(ADMIN)
+    page.get_by_role("button", name="Sign in").click()
+    card = page.locator(f'section[data-project="{pid}"]')
+    expect(card.get_by_role("img", name="Learning curve").locator("circle.point-0")).to_have_count(n_loops)
+    sources = card.get_by_role("img", name="Labels per loop by source")
+    expect(sources.locator("rect.source-oracle")).to_have_count(n_loops)
+    classes = card.get_by_role("img", name="Classes: labeled vs predicted")
+    expect(classes.locator("rect.labeled")).to_have_count(3)
+    expect(classes.locator("rect.predicted")).to_have_count(3)
+    expect(card.locator("table.compute tr")).to_have_count(1 + n_loops + 1)
+    expect(card.locator("p.saved")).to_contain_text("From scratch (estimated)")
+    expect(card.locator("p.campaign-source")).to_contain_text("reported by the campaign")
+
+
 def test_image_from_a_registered_folder_shows(server, context, tmp_path):
     folder = tmp_path / "pictures"
     folder.mkdir()

@@ -59,7 +59,10 @@ __all__ = [
     "NotLeasedError",
     "WebHumanProvider",
     "campaign_summary",
+    "dashboard_summary",
     "folder_image",
+    "is_dashboard_value",
+    "loop_values",
 ]
 
 _PID = re.compile(r"^p_[0-9a-f]{16}$")
@@ -140,8 +143,22 @@ def folder_image(folder: Path, rid: Any) -> tuple[bytes, str] | None:
     return None
 
 
+# names of the flat per-loop values a campaign reports (and campaign_summary derives from a campaign store)
+SOURCE = "labels_source:"  # + source: labels of this loop from that source (human, auto, weak, oracle, …)
+LABELED = "labeled_class:"  # + JSON of the class: labels of that class so far (cumulative up to this loop)
+PREDICTED = "predicted_class:"  # + JSON of the class: records this loop's inference predicts as that class
+COMPUTE = ("train_cpu_s", "infer_cpu_s", "select_cpu_s", "records_inferred", "records_trained",
+           "records_unlabeled", "train_full")  # alloop.compute FIELDS and what its from-scratch estimate needs
+_MAX_NAME = 128
+
+
+def _is_metric(name: str) -> bool:
+    """A learning-curve metric (accuracy, macro_f1, n_labeled, …), not a count, class or compute figure."""
+    return ":" not in name and name not in COMPUTE
+
+
 def _main_metric(metrics: dict[int, dict[str, float]]) -> str | None:
-    names = {n for row in metrics.values() for n in row if n != "n_labeled" and "[" not in n}
+    names = {n for row in metrics.values() for n in row if n != "n_labeled" and "[" not in n and _is_metric(n)}
     for preferred in ("accuracy", "macro_f1"):
         if preferred in names:
             return preferred
@@ -156,84 +173,171 @@ def _curve(metrics: dict[int, dict[str, float]], name: str | None) -> list[list[
     ]
 
 
-def campaign_summary(directory: Path) -> dict[str, Any]:
-    """What the dashboard shows of a campaign directory: curve, labels by source, classes, compute.
+def is_dashboard_value(name: str) -> bool:
+    """A name :func:`loop_values` produces beyond the plain metrics (sources, classes, compute).
 
-    ``curve``            [n_labeled, metric] per loop, for ``metric`` (accuracy when measured), and
-                         ``baseline`` the same for a random-selection run in ``baseline-random/`` (the demo's)
+    >>> is_dashboard_value("labels_source:human"), is_dashboard_value("train_cpu_s"), is_dashboard_value("accuracy")
+    (True, True, False)
+    """
+    return not _is_metric(name)
+
+
+def loop_values(
+    store: Any, loops: Sequence[int], *, predicted: dict[int, np.ndarray] | None = None
+) -> dict[int, dict[str, float]]:
+    """The dashboard's numbers of ``loops`` of a campaign store, flat per loop — what a remote campaign reports.
+
+    Per loop: the metrics (``accuracy``, ``n_labeled``, …), the compute figures (``train_cpu_s``, ``infer_cpu_s``,
+    ``select_cpu_s``, ``records_trained``, ``records_inferred``, ``records_unlabeled``, ``train_full``),
+    ``labels_source:<source>`` (labels of that loop), ``labeled_class:<JSON class>`` (labels so far) and, for the
+    loops given in ``predicted`` (loop → probabilities), ``predicted_class:<JSON class>`` (argmax counts).
+    Only counts and totals: no record id, label of a record or probability leaves in these numbers.
+    Names longer than 128 characters (a very long class name) are left out.
+    """
+    classes = list(store.get_meta("classes", []))
+    metrics = store.values("metrics")
+    compute = store.values("compute")
+    labels = store.labels()
+    wanted = sorted({int(lp) for lp in loops})
+    keys = [json.dumps(c) for c in classes]
+    sources: dict[int, dict[str, int]] = {}
+    per_class: dict[int, dict[str, int]] = {}
+    for lab in labels:
+        loop = int(lab["loop"])
+        src = sources.setdefault(loop, {})
+        src[lab["source"]] = src.get(lab["source"], 0) + 1
+        key = json.dumps(lab["label"])
+        cls = per_class.setdefault(loop, {})
+        cls[key] = cls.get(key, 0) + 1
+        if key not in keys:
+            keys.append(key)
+    out: dict[int, dict[str, float]] = {}
+    so_far = dict.fromkeys(keys, 0)
+    label_loops = sorted(per_class)
+    i = 0
+    for loop in wanted:
+        while i < len(label_loops) and label_loops[i] <= loop:  # cumulative labels up to this loop
+            for key, n in per_class[label_loops[i]].items():
+                so_far[key] += n
+            i += 1
+        row: dict[str, float] = {k: v for k, v in metrics.get(loop, {}).items() if _is_metric(k)}
+        row.update({k: v for k, v in compute.get(loop, {}).items() if k in COMPUTE})
+        row.update({SOURCE + s: float(n) for s, n in sources.get(loop, {}).items()})
+        row.update({LABELED + k: float(n) for k, n in so_far.items()})
+        probs = (predicted or {}).get(loop)
+        if probs is not None and classes and len(probs):
+            counts = np.bincount(np.asarray(probs).argmax(axis=1), minlength=len(classes))
+            row.update({PREDICTED + json.dumps(c): float(n) for c, n in zip(classes, counts.tolist(), strict=False)})
+        out[loop] = {k: v for k, v in row.items() if len(k) <= _MAX_NAME}
+    return out
+
+
+def dashboard_summary(
+    values: dict[int, dict[str, float]],
+    *,
+    classes: Sequence[Any],
+    loops: Sequence[dict[str, Any]] = (),
+    baseline: Sequence[Sequence[float]] = (),
+) -> dict[str, Any]:
+    """The dashboard's card data from flat per-loop values (:func:`loop_values`, or what a campaign reported).
+
+    ``curve``            [n_labeled, metric] per loop, for ``metric`` (accuracy when measured); ``baseline`` the same
+                         for a random-selection run
     ``labels_by_loop``   per loop the number of labels of each source (human, auto, weak, oracle, …)
     ``classes``          per class the labels so far and the classes predicted by the latest inference
-    ``compute``          per loop CPU seconds (train/infer/select) and records trained/inferred, their total,
-                         and ``saved``: the from-scratch estimate of :func:`alloop.compute.savings_report`
+    ``compute``          per loop CPU seconds (train/infer/select), records trained/inferred and the from-scratch
+                         CPU estimate, their total, and ``saved``: :func:`alloop.compute.campaign_savings`
+
+    >>> s = dashboard_summary({0: {"n_labeled": 4, "accuracy": 0.5, "labels_source:human": 4, 'labeled_class:"a"': 4,
+    ...                            'predicted_class:"a"': 7, 'predicted_class:"b"': 3, "train_cpu_s": 0.1}},
+    ...                       classes=["a", "b"])
+    >>> s["curve"], s["labels_by_loop"], s["classes"][1], s["n_predicted"]
+    ([[4, 0.5]], [{'loop': 0, 'sources': {'human': 4}}], {'label': 'b', 'labeled': 0, 'predicted': 3}, 10)
     """
-    from alloop.compute import FIELDS, savings_report
+    from alloop.compute import FIELDS, campaign_savings
+
+    metrics = {lp: {k: v for k, v in row.items() if _is_metric(k)} for lp, row in sorted(values.items())}
+    metric = _main_metric(metrics)
+
+    def named(prefix: str, row: dict[str, float]) -> dict[str, int]:
+        return {k[len(prefix) :]: int(v) for k, v in row.items() if k.startswith(prefix)}
+
+    by_loop = {lp: named(SOURCE, row) for lp, row in sorted(values.items())}
+    last_labeled = max((lp for lp, row in values.items() if named(LABELED, row)), default=None)
+    last_predicted = max((lp for lp, row in values.items() if named(PREDICTED, row)), default=None)
+    labeled = {} if last_labeled is None else named(LABELED, values[last_labeled])
+    predicted = {} if last_predicted is None else named(PREDICTED, values[last_predicted])
+    compute = {
+        lp: {k: v for k, v in row.items() if k in COMPUTE}
+        for lp, row in sorted(values.items())
+        if any(f in row for f in FIELDS)
+    }
+    comp_loops: dict[int, dict[str, float]] = {
+        lp: {f: float(v.get(f, 0.0)) for f in FIELDS} for lp, v in compute.items()
+    }
+    saved = None
+    if comp_loops:
+        report = campaign_savings(compute, metrics)
+        for lp, row in comp_loops.items():
+            row["from_scratch_cpu_s"] = float(report["loops"][lp]["baseline_cpu_s"])
+        saved = {"estimated": report["estimated"], "baseline_total": report["baseline_total"], **report["saved"]}
+    total = {f: float(sum(r[f] for r in comp_loops.values())) for f in FIELDS}
+    keys = [json.dumps(c) for c in classes]
+    return {
+        "metric": metric,
+        "curve": _curve(metrics, metric),
+        "baseline": [list(p) for p in baseline],
+        "loops": list(loops),
+        "labels_by_loop": [{"loop": lp, "sources": s} for lp, s in by_loop.items() if s],
+        "classes": [
+            {"label": json.loads(k), "labeled": labeled.get(k, 0), "predicted": predicted.get(k, 0)}
+            for k in dict.fromkeys([*keys, *labeled, *predicted])
+        ],
+        "n_predicted": int(sum(predicted.values())),
+        "compute": {
+            "loops": [{"loop": lp, **row} for lp, row in comp_loops.items()],
+            "total": total,
+            "saved": saved,
+        },
+    }
+
+
+def campaign_summary(directory: Path) -> dict[str, Any]:
+    """What the dashboard shows of a campaign directory (see :func:`dashboard_summary`), plus ``directory``.
+
+    The store's rows become the same flat per-loop values a remote campaign reports (:func:`loop_values`;
+    predictions from the latest ``snapshots/loop-NNNN.parquet``), so both sources take one code path. The
+    random baseline's curve comes from ``baseline-random/`` when it exists (the demo runs one).
+    """
     from alloop.metadata import Snapshot
     from alloop.store import CampaignStore
 
     store = CampaignStore(directory)
     try:
         classes = list(store.get_meta("classes", []))
-        metrics = store.values("metrics")
-        compute = store.values("compute")
-        labels = store.labels()
         loops = store.loops()
         last = max((lp["loop"] for lp in loops if store.snapshot_path(lp["loop"]).exists()), default=None)
-        snapshot_file = None if last is None else store.snapshot_path(int(last))
+        predicted = {} if last is None else {int(last): Snapshot.from_parquet(store.snapshot_path(int(last))).probs}
+        every = {lp["loop"] for lp in loops} | set(store.values("metrics")) | set(store.values("compute"))
+        every |= {int(r["loop"]) for r in store.labels()}
+        values = loop_values(store, sorted(every), predicted=predicted)
     finally:
         store.close()
-    metric = _main_metric(metrics)
     baseline: list[list[float]] = []
     base_dir = directory / "baseline-random"
     if (base_dir / "alloop.db").is_file():
         base = CampaignStore(base_dir)
         try:
-            baseline = _curve(base.values("metrics"), metric)
+            baseline = _curve(base.values("metrics"), _main_metric(values))
         finally:
             base.close()
-    by_loop: dict[int, dict[str, int]] = {}
-    labeled = {json.dumps(c): 0 for c in classes}
-    for row in labels:
-        counts = by_loop.setdefault(int(row["loop"]), {})
-        counts[row["source"]] = counts.get(row["source"], 0) + 1
-        key = json.dumps(row["label"])
-        labeled[key] = labeled.get(key, 0) + 1
-    predicted = {json.dumps(c): 0 for c in classes}
-    n_predicted = 0
-    if snapshot_file is not None and classes:
-        probs = Snapshot.from_parquet(snapshot_file).probs
-        n_predicted = int(probs.shape[0])
-        counts_arr = np.bincount(np.asarray(probs).argmax(axis=1), minlength=len(classes))
-        for c, n in zip(classes, counts_arr.tolist(), strict=False):
-            predicted[json.dumps(c)] = int(n)
-    comp_loops = {loop: {f: float(v.get(f, 0.0)) for f in FIELDS} for loop, v in sorted(compute.items())}
-    saved = None
-    if comp_loops:
-        n_lab = {loop: row["n_labeled"] for loop, row in metrics.items() if "n_labeled" in row}
-        report = savings_report(comp_loops, labeled=n_lab)
-        saved = {
-            "estimated": report["estimated"],
-            "baseline_total": report["baseline_total"],
-            **report["saved"],
-        }
-    total = {f: float(sum(r[f] for r in comp_loops.values())) for f in FIELDS}
-    return {
-        "directory": str(directory),
-        "metric": metric,
-        "curve": _curve(metrics, metric),
-        "baseline": baseline,
-        "loops": [{"loop": lp["loop"], "strategy": lp["strategy"], "reason": lp["reason"]} for lp in loops],
-        "labels_by_loop": [{"loop": loop, "sources": by_loop[loop]} for loop in sorted(by_loop)],
-        "classes": [
-            {"label": json.loads(k), "labeled": labeled.get(k, 0), "predicted": predicted.get(k, 0)}
-            for k in dict.fromkeys([*labeled, *predicted])
-        ],
-        "n_predicted": n_predicted,
-        "compute": {
-            "loops": [{"loop": loop, **row} for loop, row in comp_loops.items()],
-            "total": total,
-            "saved": saved,
-        },
-    }
+    summary = dashboard_summary(
+        values,
+        classes=classes,
+        loops=[{"loop": lp["loop"], "strategy": lp["strategy"], "reason": lp["reason"]} for lp in loops],
+        baseline=baseline,
+    )
+    return {"directory": str(directory), "source": "directory", **summary}
 
 
 class _SkipAware:
@@ -460,6 +564,17 @@ class LabelingService:
             if rows:
                 conn.execute(sa.insert(T.metrics), rows)
 
+    def reported(self, pid: str) -> dict[int, dict[str, float]]:
+        """Every value reported with :meth:`report_metrics`, per loop."""
+        with self._store(pid).transaction() as conn:
+            rows = conn.execute(
+                sa.select(T.metrics.c.loop, T.metrics.c.name, T.metrics.c.value).order_by(T.metrics.c.loop)
+            ).all()
+        out: dict[int, dict[str, float]] = {}
+        for loop, name, value in rows:
+            out.setdefault(int(loop), {})[name] = float(value)
+        return out
+
     # ---- the annotator's side ------------------------------------------------------------------------
     def me(self, pid: str, annotator: str) -> dict[str, Any]:
         cfg = self.service.config(pid)
@@ -619,11 +734,17 @@ class LabelingService:
         return {"campaign_dir": str(directory)}
 
     def campaign(self, pid: str) -> dict[str, Any] | None:
-        """The dashboard's view of the attached campaign (see :func:`campaign_summary`); None when none is attached."""
+        """The dashboard's view of the campaign (see :func:`dashboard_summary`): of the attached directory when
+        there is one (:func:`campaign_summary`), else of what the campaign reported per loop (a remote campaign's
+        sources, classes and compute, ``source: "reported"``); None when there is neither."""
         store = self._store(pid, create=False)
         directory = None if store is None else store.get_meta("campaign_dir")
         if directory is None:
-            return None
+            values = {} if store is None else self.reported(pid)
+            if not any(is_dashboard_value(n) for row in values.values() for n in row):
+                return None
+            classes = self.service.config(pid)["classes"]
+            return {"directory": None, "source": "reported", **dashboard_summary(values, classes=classes)}
         try:
             return campaign_summary(Path(directory))
         except sa.exc.SQLAlchemyError as exc:
@@ -689,9 +810,6 @@ class LabelingService:
                 ).all()
             )
             labels = conn.execute(sa.select(T.task_annotations.c.label, T.task_annotations.c.created_at)).all()
-            metrics = conn.execute(
-                sa.select(T.metrics.c.loop, T.metrics.c.name, T.metrics.c.value).order_by(T.metrics.c.loop)
-            ).all()
         now = self._now()
         dist = {json.dumps(c): 0 for c in classes}
         for lab, _ in labels:
@@ -704,9 +822,11 @@ class LabelingService:
                     "seconds": p.seconds, "gold_accuracy": p.gold_accuracy, "agreement": p.agreement,
                 }
             )
-        curve: dict[int, dict[str, float]] = {}
-        for loop, name, value in metrics:
-            curve.setdefault(int(loop), {})[name] = float(value)
+        curve = {  # the plain metrics; sources, classes and compute go to the campaign card (see campaign())
+            loop: metrics
+            for loop, row in self.reported(pid).items()
+            if (metrics := {k: v for k, v in row.items() if not is_dashboard_value(k)})
+        }
         return {
             "tasks": {s: int(states.get(s, 0)) for s in ("open", "done", "cancelled")},
             "annotators": team,

@@ -8,11 +8,15 @@ and a restarted server picks up where it was.
 
 from __future__ import annotations
 
+import logging
+import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from alloop._validation import check_int
 from alloop.engine._engine import Selection
 from alloop.errors import (
     AlloopError,
@@ -30,7 +34,10 @@ from alloop.metadata import Snapshot
 from alloop.records import Pool, RecordState, as_id_array
 from alloop.strategies import make_strategy
 
-__all__ = ["RemoteEngine"]
+__all__ = ["RemoteEngine", "report_dashboard"]
+
+log = logging.getLogger(__name__)
+_METRICS_PER_REQUEST = 100  # the route's limit per body
 
 ARROW = "application/vnd.apache.arrow.stream"
 _ERRORS: dict[str, type[AlloopError]] = {
@@ -56,6 +63,8 @@ class RemoteEngine:
     classes, strategy, seed   as for SelectionEngine; the strategy is sent with each recommendation
     policy       what metadata may leave the client (default: ids + probabilities only)
     chunk_rows   snapshot rows per upload chunk
+    upload_workers  chunks of one snapshot sent at a time (default 2: one in transfer while the server writes
+                 another); they are idempotent by (loop, chunk index), so order does not matter
     """
 
     def __init__(
@@ -70,6 +79,7 @@ class RemoteEngine:
         name: str = "campaign",
         policy: SharingPolicy | None = None,
         chunk_rows: int = 250_000,
+        upload_workers: int = 2,
         retries: int = 8,
         backoff: float = 0.25,
         timeout: float = 120.0,
@@ -86,6 +96,7 @@ class RemoteEngine:
         self.seed = seed
         self.policy = (policy or SharingPolicy()).check()
         self.chunk_rows = chunk_rows
+        self.upload_workers = upload_workers
         self.retries = retries
         self.backoff = backoff
         self.http = client or httpx.Client(timeout=timeout)
@@ -216,13 +227,37 @@ class RemoteEngine:
         shared = self.policy.apply(snapshot.aligned_to(self.classes))
         n = shared.n_records
         chunks = max(1, -(-n // self.chunk_rows))
-        for c in range(chunks):
+
+        def send(c: int) -> None:
             part = shared.subset(np.arange(c * self.chunk_rows, min(n, (c + 1) * self.chunk_rows)))
             body = arrow_ipc_bytes(part.to_arrow())
             self._request(
                 "PUT", f"{self.base}/loops/{loop}/snapshot/chunks/{c}", content=body, headers={"content-type": ARROW}
             )
+
+        self._send_concurrently(send, chunks)
         self._request("POST", f"{self.base}/loops/{loop}/snapshot/commit", json={"n_chunks": chunks})
+
+    def _send_concurrently(self, send: Any, chunks: int) -> None:
+        """Run ``send(c)`` for every chunk, ``upload_workers`` at a time (default 2: one chunk in transfer while the
+        server writes another). Chunks are idempotent by (loop, chunk index), so their order does not matter. Each
+        send keeps its own retries; on the first error the chunks not yet started are dropped and it is raised."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        workers = min(chunks, check_int(self.upload_workers, "upload_workers", "RemoteEngine", min=1))
+        if workers <= 1:
+            for c in range(chunks):
+                send(c)
+            return
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="alloop-upload") as pool:
+            futures = [pool.submit(send, c) for c in range(chunks)]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
 
     def observe_labels(self, ids: Any, y: Any) -> None:
         arr = as_id_array(ids)
@@ -272,6 +307,24 @@ class RemoteEngine:
     def observe_holdout(self, value: float, *, loop: int) -> None:
         """Send a held-out metric of the model trained at ``loop`` (one number, for the service's learning strategy)."""
         self._request("POST", f"{self.base}/loops/{loop}/training-dynamics", json={"holdout": float(value)})
+
+    def report_loop(self, loop: int, values: Mapping[str, float]) -> bool:
+        """Store one loop's numbers for the service's dashboard (``POST …/labeling/metrics``); True when stored.
+
+        Retried like every call; the service overwrites per (loop, name), so a replayed loop is not counted twice.
+        A failure never stops the campaign: it is logged (logger ``alloop.loop._remote``, not a Python warning)
+        and False returned, and :func:`report_dashboard` sends the loop again after the next loop.
+        Non-finite values are left out (JSON has no NaN).
+        """
+        items = [(str(k), float(v)) for k, v in values.items() if math.isfinite(float(v))]
+        try:
+            for start in range(0, max(len(items), 1), _METRICS_PER_REQUEST):
+                part = dict(items[start : start + _METRICS_PER_REQUEST])
+                self._request("POST", f"{self.base}/labeling/metrics", json={"loop": int(loop), "values": part})
+        except AlloopError as exc:
+            log.warning("The dashboard numbers of loop %d did not reach %s: %s", loop, self.url, exc)
+            return False
+        return True
 
     def recommend(self, k: int, *, strategy: Any = None, loop: int | None = None) -> Selection:
         strat = self.strategy if strategy is None else make_strategy(strategy)
@@ -330,3 +383,32 @@ class RemoteEngine:
                 self.ingest(snap if isinstance(snap, Snapshot) else Snapshot.from_parquet(snap), loop=loop)
                 sent["snapshots"] += 1
         return sent
+
+
+def report_dashboard(engine: Any, store: Any, loop: int, snapshot: Snapshot | None) -> int:
+    """After INFER of ``loop``: send the loops not yet reported, up to ``loop``, to the service's dashboard.
+
+    The values are :func:`alloop.labeling.web.loop_values` of the campaign store: metrics, compute, labels per
+    source and per class — counts and totals only. ``predicted_class:*`` (the argmax counts of this loop's
+    ``snapshot``) only when the sharing policy shares probabilities. The last loop stored is kept in the
+    store's meta ``dashboard_reported``, so a loop whose report failed (or a campaign killed before it) is
+    sent after the next loop; a resumed loop sent twice overwrites itself on the service. Returns the number
+    of loops stored.
+    """
+    from alloop.labeling.web import loop_values
+
+    if not engine.policy.dashboard:  # the user keeps even the counts on the client
+        return 0
+    done = store.get_meta("dashboard_reported", -1)
+    loops = list(range(int(done) + 1, int(loop) + 1)) or [int(loop)]
+    predicted = {}
+    if snapshot is not None and "probs" in engine.policy.shares:
+        predicted[int(loop)] = snapshot.probs
+    sent = 0
+    for lp, values in loop_values(store, loops, predicted=predicted).items():
+        if not engine.report_loop(lp, values):
+            break
+        with store.transaction() as conn:
+            store.set_meta(conn, "dashboard_reported", max(lp, int(done)))
+        sent += 1
+    return sent

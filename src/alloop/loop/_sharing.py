@@ -5,6 +5,9 @@ levels  ``probs`` (default): ids + class probabilities only; ``probs+embeddings`
 embedding_dims  project embeddings to this many dimensions (a seeded Gaussian random projection)
 quantize        ``"float16"`` halves the size of embeddings and samples
 hash_ids        replace record ids with HMAC-SHA256(key, id); the key never leaves the client
+dashboard       a campaign on a remote engine reports per-loop counts and totals to the service's dashboard
+                (metrics, labels per source and per class, predicted-class counts, CPU seconds; never a record
+                id or a record's label); ``False`` keeps them on the client
 
 >>> import numpy as np
 >>> from alloop.metadata import Snapshot
@@ -40,6 +43,7 @@ class SharingPolicy:
     hash_ids: bool = False
     key: str | None = field(default=None, repr=False)
     seed: int = 0
+    dashboard: bool = True
 
     def check(self) -> SharingPolicy:
         if self.level not in LEVELS:
@@ -52,6 +56,10 @@ class SharingPolicy:
         if self.quantize not in (None, "float16"):
             raise ConfigError(
                 f"The 'quantize' parameter of SharingPolicy must be None or 'float16'. Got {self.quantize!r}."
+            )
+        if not isinstance(self.dashboard, bool):
+            raise ConfigError(
+                f"The 'dashboard' parameter of SharingPolicy must be True or False. Got {self.dashboard!r}."
             )
         if self.hash_ids and not self.key:
             raise ConfigError(

@@ -926,6 +926,10 @@ class Campaign:
         if snap is not None:
             self.engine.ingest(snap, loop=loop)
             self._watch(loop, snap)
+        if hasattr(self.engine, "report_loop"):  # remote: this loop's sources, classes, compute for the dashboard
+            from alloop.loop._remote import report_dashboard
+
+            report_dashboard(self.engine, self.store, loop, snap)
         _crash_point("infer", loop)
         return StepResult("infer", loop, detail=f"{ids.size} records")
 

@@ -272,6 +272,21 @@ class History:
         self.embeddings = mm[:capacity]
 
     # ---- updates -----------------------------------------------------------------------------------
+    def reserve(self, capacity: int, n_classes: int) -> None:
+        """Allocate the arrays for ``capacity`` records of ``n_classes`` classes ahead of the first :meth:`update`
+        (the service does it while a first snapshot's chunks upload); results are the same without it.
+
+        >>> h = History()
+        >>> h.reserve(4, 3)
+        >>> h.capacity, h.probs.shape, bool(np.isnan(h.probs).all())
+        (4, (4, 3), True)
+        """
+        self._check()
+        if self.n_classes is None:
+            self.n_classes = int(n_classes)
+            self.probs = np.full((self.capacity, self.n_classes), np.nan)
+        self._grow(int(capacity))
+
     def update(self, index: np.ndarray, snapshot: Snapshot, loop: int) -> None:
         """Fold one INFER pass (rows at pool ``index``) into the statistics."""
         index = np.asarray(index, dtype=np.int64)
@@ -283,10 +298,7 @@ class History:
                 "the class set must stay the same across loops."
             )
         self._check()
-        if self.n_classes is None:
-            self.n_classes = snapshot.n_classes
-            self.probs = np.full((self.capacity, self.n_classes), np.nan)
-        self._grow(int(index.max()) + 1 if index.size else 0)
+        self.reserve(int(index.max()) + 1 if index.size else 0, snapshot.n_classes)
         # rows are independent: fold them in blocks so temporaries stay in cache instead of costing fresh pages
         block = 65536
         for start in range(0, index.size, block):

@@ -142,10 +142,10 @@
   function computeSection(c) {
     const out = [el('h3', {}, 'Compute used' + (c.saved ? ' and saved' : ''))];
     if (!c.loops.length) { out.push(el('p', { class: 'muted' }, 'No compute recorded yet.')); return out; }
-    const cols = ['loop', 'train CPU s', 'infer CPU s', 'select CPU s', 'records trained', 'records inferred'];
-    const row = (name, r) => [name, num(r.train_cpu_s, 3), num(r.infer_cpu_s, 3), num(r.select_cpu_s, 3), r.records_trained, r.records_inferred];
-    const rows = c.loops.map((r) => row(r.loop, r));
-    rows.push(row('total', c.total));
+    const cols = ['loop', 'train CPU s', 'infer CPU s', 'select CPU s', 'records trained', 'records inferred', 'from scratch CPU s'];
+    const row = (name, r, scratch) => [name, num(r.train_cpu_s, 3), num(r.infer_cpu_s, 3), num(r.select_cpu_s, 3), r.records_trained, r.records_inferred, num(scratch, 3)];
+    const rows = c.loops.map((r) => row(r.loop, r, r.from_scratch_cpu_s));
+    rows.push(row('total', c.total, c.saved ? c.saved.baseline_total.cpu_s : null));
     const t = table(cols, rows, 'compute');
     out.push(t);
     if (c.saved) {
@@ -203,7 +203,12 @@
     }
     card.append(charts);
     if (p.campaign && p.campaign.error) card.append(el('p', { class: 'error' }, 'Campaign: ' + p.campaign.error));
-    if (camp) card.append(...computeSection(camp.compute));
+    if (camp) {
+      card.append(el('p', { class: 'muted small campaign-source' }, camp.source === 'reported'
+        ? 'Sources, classes and compute as reported by the campaign after each loop (no directory attached).'
+        : 'From the attached campaign directory ' + camp.directory + '.'));
+      card.append(...computeSection(camp.compute));
+    }
     card.append(el('h3', {}, 'Strategy per loop'));
     card.append(p.history.length
       ? table(['loop', 'strategy', 'why', 'k', 'seconds'], p.history.map((h) => [h.loop, h.strategy, h.reason, h.k, num(h.seconds, 3)]), 'strategy')
