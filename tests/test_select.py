@@ -10,9 +10,12 @@ from alloop._select import (
     _TOL,
     FUSED,
     MIN_PART_ROWS,
+    MIN_RANK_ROWS,
     MIN_RESCORE_ROWS,
+    PAIR_BUCKETS,
     _compiled_part,
     _entropy_cut,
+    _entropy_pair_table,
     _entropy_slack,
     _fused_top_k,
     _guess_threshold,
@@ -350,3 +353,60 @@ def test_row_sums_at_the_tolerance_edge_are_judged_by_their_float64_sum(compiled
             if compiled:
                 assert accepted == ok, (sign, step, exact)
     assert flips >= 3  # the float32 sum alone would have judged some of these rows wrongly
+
+
+@pytest.mark.parametrize("n_classes", [3, 4, 10, 100])
+def test_entropy_pair_table_is_a_true_bound(n_classes):
+    # no row with p2 >= table[bucket of p1] may have entropy >= thresh, even with sums off by the tolerance
+    rng = np.random.default_rng(100 + n_classes)
+    p = np.concatenate([rng.dirichlet(np.full(n_classes, a), size=4000) for a in (0.05, 0.5, 1.0, 50.0)])
+    p *= rng.uniform(1 - _TOL, 1 + _TOL, size=(p.shape[0], 1))
+    h = entropy_scores(p)
+    top2 = np.sort(p, axis=1)[:, -2:]
+    m1, m2 = top2[:, 1], top2[:, 0]
+    rejected_any = False
+    for thresh in np.quantile(h, [0.0, 0.5, 0.9, 0.99, 1.0]):
+        table = _entropy_pair_table(float(thresh), n_classes)
+        rejected = m2 >= table[np.minimum((m1 * PAIR_BUCKETS).astype(int), PAIR_BUCKETS - 1)]
+        assert not np.any(rejected & (h >= thresh)), (thresh, n_classes)
+        rejected_any |= bool(np.any(rejected & (m1 < _entropy_cut(float(thresh), n_classes))))
+    assert rejected_any  # and it rejects rows the bound from p1 alone lets through
+    assert _entropy_pair_table(1.0, 2) is None and _entropy_pair_table(-np.inf, 10) is None
+
+
+def test_entropy_pair_bound_in_the_kernel_equals_the_exact_ranking():
+    # the row scan with the top-two bound, fast logs (contiguous) and float64 logs (strided), one and two parts
+    if _kernels() is None:
+        pytest.skip("numba is not installed; the compiled pass is not used")
+    rng = np.random.default_rng(21)
+    p = rng.dirichlet(np.ones(10), size=2 * MIN_PART_ROWS + 999).astype(np.float32)
+    p[5000:5040] = p[100:140]  # exact ties
+    wide = np.zeros((p.shape[0], 20), dtype=np.float32)
+    wide[:, ::2] = p
+    h = entropy_scores(p)
+    for k in (7, 2000):
+        expected = top_k(h, k)
+        for q in (p, wide[:, ::2]):
+            for parts in (1, 2):
+                assert np.array_equal(_fused_top_k(q, k, "entropy", parts=parts), expected), (k, parts)
+    kernel = _kernels()["part"]
+    thr = float(np.quantile(h, 0.9))
+    table = _entropy_pair_table(thr - _entropy_slack(10), 10)
+    idx, sc = np.empty(p.shape[0], np.int64), np.empty(p.shape[0])
+    flat = p.reshape(-1)
+    cnt, row, bad = kernel(p, flat, flat.view(np.int32), 0, p.shape[0], _KIND["entropy"], _TOL, thr, np.inf, 0.0,
+                           10**9, 4096, np.empty(4096 * 10, np.float32), idx, sc, 0, table)
+    assert (row, bad) == (p.shape[0], -1)
+    assert set(np.flatnonzero(h > thr + _entropy_slack(10))) <= set(idx[:cnt].tolist()) <= set(
+        np.flatnonzero(h > thr - _entropy_slack(10)).tolist())
+    assert np.abs(sc[:cnt] - h[idx[:cnt]]).max() < _entropy_slack(10) / 2
+
+
+@pytest.mark.parametrize("levels", [3, 50, 10**9])
+def test_rank_in_two_threads_merges_exactly(levels):
+    if _kernels() is None:
+        pytest.skip("numba is not installed; the two-thread ranking is compiled")
+    rng = np.random.default_rng(levels)
+    sc = rng.integers(0, levels, size=5 * MIN_RANK_ROWS).astype(np.float64)
+    for k in (2 * MIN_RANK_ROWS, 4 * MIN_RANK_ROWS + 3, sc.size):
+        assert np.array_equal(_rank(sc, k, parts=2), top_k(sc, k)), (levels, k)

@@ -14,11 +14,16 @@ result. Least-confidence reads sum, minimum and maximum and rejects a row with o
 keep the top two in the same read. For entropy the largest probability bounds the entropy
 (:func:`_entropy_cut`), so logarithms are taken only for rows that can still enter the top-k; while that bound
 lets more than 20 % of rows through (large k), blocks go through a vectorised pass with a fast float32
-logarithm instead. Either way every row within the kernel's error bound (``_entropy_slack``) of the k-th best
+logarithm instead. Once a threshold is known (C >= 3), a second bound from the top two probabilities
+(:func:`_entropy_pair_table`, a table over the largest one) rejects about half of the rows the first lets
+through; the rest are gathered as they are read and get the same vectorised fast logarithm, block by block (this
+row scan costs more than the first, so it gives way to the vectorised pass above 6 % instead of 20 %). Either way
+every row within the kernel's error bound (``_entropy_slack``) of the k-th best
 is rescored with :func:`entropy_scores` (in the part threads when there are many), so the ranking is the exact
 one. For large k the pass starts from a threshold guessed from a sample (:func:`_guess_threshold`, ~1.5k rows
 beat it), and the merged candidates are ranked by :func:`_rank` (partition, unstable argsort, ties re-sorted by
-row), which costs about half of a stable sort of the k best.
+row), which costs about half of a stable sort of the k best; with several parts and many candidates its two
+halves are sorted in two threads and merged.
 
 >>> import numpy as np
 >>> probs = np.array([[0.9, 0.1], [0.5, 0.5], [0.6, 0.4], [0.5, 0.5]], dtype=np.float32)
@@ -62,6 +67,8 @@ BLOCK_ROWS = 4096
 MIN_PART_ROWS = 65536
 #: Fewest entropy candidates per thread when rescoring them exactly (each thread takes at least this many).
 MIN_RESCORE_ROWS = 16384
+#: Fewest rows per half when the final ranking is split across two threads.
+MIN_RANK_ROWS = 16384
 _TOL = 1e-3
 
 
@@ -116,7 +123,7 @@ def _kernels() -> dict[str, Callable[..., Any]] | None:
         return None
 
     @numba.njit(nogil=True, cache=True, error_model="numpy")
-    def part(q, flat, bits, lo, hi, kind, tol, thr, cut, pass_rate, retry, block, buf, idx, sc, cnt
+    def part(q, flat, bits, lo, hi, kind, tol, thr, cut, pass_rate, retry, block, buf, idx, sc, cnt, pair=None
              ):  # pragma: no cover - compiled
         # Appends to (idx, sc), from position cnt, the rows of lo..hi whose score beats thr (in row order),
         # validating every row as it is read. Returns (count, row where it stopped, first bad row or -1): it
@@ -127,6 +134,9 @@ def _kernels() -> dict[str, Callable[..., Any]] | None:
         # and every ``retry``-th block tries the row scan again. The three row loops repeat their last lines
         # (validate, compare, append) on purpose: one loop per kind stays specialised, ~10 % faster than a shared
         # loop with per-row branches (measured), and one self-contained function keeps numba's disk cache working.
+        # ``pair`` (entropy, optional): the bound from the top two (:func:`_entropy_pair_table`); a row whose second
+        # largest probability is >= pair[int(largest * len(pair))] cannot reach thr; with ``flat`` the remaining
+        # rows get the same fast logarithm as the vectorised pass, per row.
         n_classes = q.shape[1]
         cap = idx.shape[0]
         vec = kind == 3 and flat.size > 0
@@ -142,6 +152,12 @@ def _kernels() -> dict[str, Callable[..., Any]] | None:
         ln2 = np.float32(0.6931471805599453)
         one, two, zero = np.float32(1.0), np.float32(2.0), np.float32(0.0)
         c3, c5, c7, c9 = np.float32(1.0 / 3.0), np.float32(0.2), np.float32(1.0 / 7.0), np.float32(1.0 / 9.0)
+        # the vectorised pass pays off above 20 % of rows needing logarithms after the bound from the largest
+        # probability, and above 6 % after the bound from the top two (whose own row scan costs more; measured)
+        switch = 0.2 if pair is None else 0.06
+        rows = np.empty(block if pair is not None else 0, dtype=np.int64)
+        gval = np.empty((block + 1) * n_classes if pair is not None else 0, dtype=np.float32)  # rows gathered
+        gbits = gval.view(np.int32)
         nblk = 0
         for b0 in range(lo, hi, block):
             b1 = min(hi, b0 + block)
@@ -180,7 +196,7 @@ def _kernels() -> dict[str, Callable[..., Any]] | None:
                         sc[cnt] = h
                         cnt += 1
                 continue
-            if vec and pass_rate > 0.2 and nblk % retry != 0:  # most rows need logarithms: vectorised fast log
+            if vec and pass_rate > switch and nblk % retry != 0:  # most rows need logarithms: vectorised fast log
                 # -p log p in float32: the log from the exponent plus an atanh series on the mantissa (series
                 # error < 2e-6 * p, see _entropy_slack); then per-row sums and validation, the block in cache
                 a = b0 * n_classes
@@ -220,6 +236,59 @@ def _kernels() -> dict[str, Callable[..., Any]] | None:
                         cnt += 1
                 continue
             logs = 0
+            if pair is not None and kind == 3:  # entropy: top two, sum and minimum, then the two bounds
+                npair = pair.shape[0]
+                logs = 0
+                for r in range(b0, b1):
+                    c = logs * n_classes  # the row is copied (as float32) to the gather buffer as it is read
+                    x = q[r, 0]
+                    y = q[r, 1]
+                    gval[c] = x
+                    gval[c + 1] = y
+                    s = x + y
+                    mn = y if y < x else x
+                    m2 = mn
+                    m1 = y if y > x else x
+                    for j in range(2, n_classes):
+                        x = q[r, j]
+                        gval[c + j] = x
+                        s += x
+                        mn = x if x < mn else mn
+                        v = x if x < m1 else m1
+                        m2 = v if v > m2 else m2
+                        m1 = x if x > m1 else m1
+                    if not (mn >= 0) or not (abs(np.float64(s) - 1.0) <= fast_tol):
+                        s64 = np.float64(0.0)
+                        for j in range(n_classes):
+                            s64 += np.float64(q[r, j])
+                        if not (mn >= 0) or not (abs(s64 - 1.0) <= tol):
+                            return cnt, r, r
+                    if m1 < cut and m2 < pair[min(int(np.float64(m1) * npair), npair - 1)]:
+                        rows[logs] = r  # may still reach thr: kept in the gather buffer
+                        logs += 1
+                for t in range(logs * n_classes):  # the fast log of the vectorised pass, on the gathered rows
+                    b = gbits[t]
+                    e = (b >> 23) & 255
+                    f = np.float32(b & 8388607) * np.float32(2.0**-23)
+                    z = f / (two + f)
+                    z2 = z * z
+                    log1p = two * z * (one + z2 * (c3 + z2 * (c5 + z2 * (c7 + z2 * c9))))
+                    val = gval[t] * (np.float32(e - 127) * ln2 + log1p)
+                    gval[t] = -val if e > 0 else zero
+                for t in range(logs):
+                    r = rows[t]
+                    o = t * n_classes
+                    h = np.float64(gval[o])
+                    for j in range(1, n_classes):
+                        h += gval[o + j]
+                    if h > thr:
+                        if cnt == cap:
+                            return cnt, r, -1
+                        idx[cnt] = r
+                        sc[cnt] = h
+                        cnt += 1
+                pass_rate = logs / (b1 - b0)
+                continue
             for r in range(b0, b1):  # least-confidence / entropy: sum, minimum, maximum
                 x = q[r, 0]
                 s = x
@@ -278,7 +347,83 @@ def _kernels() -> dict[str, Callable[..., Any]] | None:
                     order[b + 1] = v
             i = j
 
-    return {"part": part, "fix_runs": fix_runs}
+    @numba.njit(nogil=True, cache=True)
+    def merge_runs(ka, oa, kb, ob, out):  # pragma: no cover - compiled
+        # merge two runs sorted by (key, order) into out; every order value of a is below those of b, so a key tie
+        # takes a first
+        i = j = t = 0
+        na, nb = ka.shape[0], kb.shape[0]
+        while i < na and j < nb:
+            if kb[j] < ka[i]:
+                out[t] = ob[j]
+                j += 1
+            else:
+                out[t] = oa[i]
+                i += 1
+            t += 1
+        while i < na:
+            out[t] = oa[i]
+            i += 1
+            t += 1
+        while j < nb:
+            out[t] = ob[j]
+            j += 1
+            t += 1
+
+    return {"part": part, "fix_runs": fix_runs, "merge_runs": merge_runs}
+
+
+#: Buckets of the largest probability in :func:`_entropy_pair_table`, and intervals of the second largest.
+PAIR_BUCKETS = 256
+PAIR_STEPS = 512
+
+
+def _xlogx_max(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The largest ``-x ln x`` over ``x`` in ``[u, v]`` (elementwise; it peaks at ``1/e``)."""
+    x = np.clip(1.0 / math.e, u, v)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(x > 0, -x * np.log(np.where(x > 0, x, 1.0)), 0.0)
+
+
+def _entropy_pair_table(thresh: float, n_classes: int) -> np.ndarray | None:
+    """Per bucket ``[a, b)`` of the largest probability ``p1`` (:data:`PAIR_BUCKETS` of ``[0, 1)``), a second
+    largest ``t`` such that every row with ``p1`` in the bucket and ``p2 >= t`` has entropy below ``thresh``
+    (``inf``: none known); ``None`` when there is no threshold or fewer than 3 classes.
+
+    With the rest ``r <= 1 + tol - p1 - p2`` spread over the other ``C - 2`` classes, a row's entropy is at most
+    ``-p1 ln p1 - p2 ln p2 + max_{r' <= r} r' ln((C - 2) / r')``. Each term is bounded from above over the bucket
+    and over intervals of ``p2`` (:data:`PAIR_STEPS` of ``[0, 1/2 + tol]``), and ``t`` is the lowest interval
+    start from which every interval (up to ``b``) stays below ``thresh``; so the table is exact, not tuned.
+
+    >>> t = _entropy_pair_table(2.0, 10)
+    >>> bool(t[int(0.3 * PAIR_BUCKETS)] < 0.3), bool(t[int(0.15 * PAIR_BUCKETS)] > 0.15), _entropy_pair_table(2.0, 2)
+    (True, True, None)
+    """
+    if not thresh > float("-inf") or n_classes < 3:
+        return None
+    return _pair_table_at(math.floor(thresh * 1024.0) / 1024.0, n_classes)  # lower: still a bound; and cached
+
+
+@functools.lru_cache(maxsize=64)
+def _pair_table_at(thresh: float, n_classes: int) -> np.ndarray:
+    target = thresh - 1e-9
+    a = np.arange(PAIR_BUCKETS, dtype=np.float64)[:, None] / PAIR_BUCKETS
+    b = a + 1.0 / PAIR_BUCKETS
+    top = 0.5 * (1.0 + _TOL)
+    u = np.arange(PAIR_STEPS, dtype=np.float64)[None, :] * (top / PAIR_STEPS)
+    v = np.minimum(u + top / PAIR_STEPS, b)
+    rest = np.clip(1.0 + _TOL - a - u, 0.0, (n_classes - 2) / math.e)  # r' ln((C-2)/r') rises up to (C-2)/e
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spread = np.where(rest > 0, rest * np.log((n_classes - 2) / np.where(rest > 0, rest, 1.0)), 0.0)
+    bound = _xlogx_max(a, b) + _xlogx_max(u, v) + spread
+    ok = (bound < target) | (u >= b)  # p2 <= p1 < b: intervals from b up hold no rows
+    # the lowest start from which all intervals are ok: after the last interval that is not
+    bad_last = np.where(ok.all(axis=1), -1, PAIR_STEPS - 1 - np.argmax(~ok[:, ::-1], axis=1))
+    start = bad_last + 1
+    u_row = u[0]
+    table = np.where(start >= PAIR_STEPS, np.inf, u_row[np.minimum(start, PAIR_STEPS - 1)])
+    table.flags.writeable = False  # shared by the cache
+    return table
 
 
 def _entropy_cut(thresh: float, n_classes: int) -> float:
@@ -337,10 +482,19 @@ def _keep_top(idx: np.ndarray, sc: np.ndarray, k: int, eps: float = 0.0) -> tupl
     return idx[mask], sc[mask], kth
 
 
-def _rank(sc: np.ndarray, k: int, *, compiled: bool = True) -> np.ndarray:
+def _sorted_run(key: np.ndarray, fix_runs: Callable[..., Any]) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, key[order])``: positions sorted by key, ties by position (unstable argsort, then the tie fix)."""
+    order = np.argsort(key)
+    ks = key[order]
+    fix_runs(ks, order)
+    return order, ks
+
+
+def _rank(sc: np.ndarray, k: int, *, compiled: bool = True, parts: int = 1) -> np.ndarray:
     """``top_k(sc, k)`` for finite scores, faster on large k: the k best by one partition, then an unstable
     argsort of those, and only the runs of equal scores re-sorted by position (a compiled pass over the runs, or one
-    integer sort of the tied entries without numba or with ``compiled=False``).
+    integer sort of the tied entries without numba or with ``compiled=False``). Compiled, with ``parts > 1`` and
+    at least ``2 * MIN_RANK_ROWS`` chosen, the two halves (by position) are sorted in two threads and merged.
 
     >>> _rank(np.array([0.5, 2.0, 0.5, 2.0, 1.0]), 4).tolist()
     [1, 3, 4, 0]
@@ -354,12 +508,19 @@ def _rank(sc: np.ndarray, k: int, *, compiled: bool = True) -> np.ndarray:
         mask[np.flatnonzero(sc == kth)[: k - int(np.count_nonzero(mask))]] = True
         chosen = np.flatnonzero(mask)  # positions in order
     key = -sc[chosen]
-    order = np.argsort(key)
-    ks = key[order]
     kernels = _kernels() if compiled else None
     if kernels is not None:
-        kernels["fix_runs"](ks, order)
+        fix = kernels["fix_runs"]
+        if parts > 1 and key.size >= 2 * MIN_RANK_ROWS:
+            half = key.size // 2
+            (oa, ka), (ob, kb) = _in_threads(lambda i: _sorted_run(key[half * i : key.size if i else half], fix), 2)
+            order = np.empty(key.size, dtype=np.int64)
+            kernels["merge_runs"](ka, oa, kb, ob + half, order)
+        else:
+            order = _sorted_run(key, fix)[0]
         return chosen[order]
+    order = np.argsort(key)
+    ks = key[order]
     new_run = ks[1:] != ks[:-1]
     if not new_run.all():  # ties: within each run of equal keys, put the order values (= positions) ascending
         m = order.size
@@ -386,10 +547,13 @@ def _compiled_part(
     buf = np.empty(block * n_classes if flat.size else 0, dtype=np.float32)
     bits = flat.view(np.int32 if probs.dtype == np.float32 else np.int64)
     thr, cnt, row, pass_rate = thr0, 0, lo, 1.0
+    pair, pair_row = None, lo
     while True:
         cut = _entropy_cut(thr - eps, n_classes) if eps else float("inf")  # entropies > thr - eps can be kept
-        cnt, row, bad = kernel(probs, flat, bits, row, hi, _KIND[strategy], _TOL, thr, cut, pass_rate, 32, block,
-                               buf, idx, sc, cnt)
+        if eps and (pair is None or row - pair_row >= max(pair_row - lo, 16384)):  # rebuilt as rows read double
+            pair, pair_row = _entropy_pair_table(thr - eps, n_classes), row
+        args = (probs, flat, bits, row, hi, _KIND[strategy], _TOL, thr, cut, pass_rate, 32, block, buf, idx, sc, cnt)
+        cnt, row, bad = kernel(*args) if pair is None else kernel(*args, pair)
         if bad >= 0 or row >= hi:
             return idx[:cnt], sc[:cnt], int(bad)
         kept_idx, kept_sc, new = _keep_top(idx, sc, k, eps)  # the buffer is full: compact it in place
@@ -474,12 +638,12 @@ def _compiled_top_k(probs: np.ndarray, k: int, strategy: str, kernel: Callable[.
             break
         thr0 = float("-inf")  # the guess was too high: read again from scratch
     if not entropy:
-        return idx[_rank(sc, k)]  # exact scores; ties by position are ties by row
+        return idx[_rank(sc, k, parts=parts)]  # exact scores; ties by position are ties by row
     idx = _keep_top(idx, sc, k, eps)[0]
     # exact rescoring of the few candidates (numpy releases the GIL: large candidate sets in the part threads)
     pieces = np.array_split(idx, parts if idx.size >= parts * MIN_RESCORE_ROWS else 1)
     exact = np.concatenate(_in_threads(lambda i: entropy_scores(probs[pieces[i]]), len(pieces)))
-    return idx[_rank(exact, k)]
+    return idx[_rank(exact, k, parts=parts)]
 
 
 def _numpy_top_k(probs: np.ndarray, k: int, strategy: str, *, chunk_rows: int) -> np.ndarray:
