@@ -15,6 +15,15 @@ ablations ``warm`` (warm start only), ``skip`` (inference skipping only), ``cand
     python benchmarks/compute_saving.py --setting synth-mlp --seeds 10
     python benchmarks/compute_saving.py --setting digits-mlp --seeds 3 --seed-offset 1000 --tag tune  # tuning
     python benchmarks/compute_saving.py --quick                                   # 2 seeds of digits-logreg
+
+Session 2 (2026-11-24) network policy — warm phases on all labeled records, a full retrain each time the
+labeled set doubles (docs/compute.md, "Policy per model class"):
+
+    NET='"full_every": null, "full_growth": 2.0, "warm_epochs": 5, "replay": 100.0'
+    python benchmarks/compute_saving.py --setting digits-mlp --seeds 20 --arms off,on --tag=-v2 \
+        --policy "{$NET, \"skip_inference\": false}"
+    python benchmarks/compute_saving.py --setting synth-mlp --seeds 10 --arms off,on --tag=-v2 \
+        --policy "{$NET, \"refresh_every\": 8, \"candidates\": 0.1}"
     python benchmarks/compute_saving.py --part index --n 100000                  # hnswlib vs faiss (compute.py)
 """
 

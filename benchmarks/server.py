@@ -108,7 +108,7 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--requests", type=int, default=30)
     ap.add_argument("--backends", default="sqlite,postgres")
-    ap.add_argument("--workers", default="2,1,3", help="concurrent chunk uploads to compare (first = default)")
+    ap.add_argument("--workers", default="1,2", help="concurrent chunk uploads to compare (first = default)")
     ap.add_argument("--chunk-rows", default="250000", help="rows per upload chunk to compare")
     ap.add_argument("--quick", action="store_true", help="200,000 records, 5 requests, SQLite only")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "server.json"))

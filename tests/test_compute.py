@@ -69,6 +69,25 @@ def test_incremental_partial_fit_sees_new_plus_replay_and_full_every_n():
     assert acc > 0.8
 
 
+def test_full_growth_retrains_from_scratch_when_the_labeled_set_has_grown_by_the_factor():
+    from sklearn.linear_model import SGDClassifier
+
+    X, y = _blobs()
+    learner = WarmStartLearner(
+        SklearnLearner(SGDClassifier(loss="log_loss", random_state=0), X),
+        WarmStartPolicy(full_every=None, full_growth=2.0, drift_threshold=None, warm_epochs=1),
+    )
+    sizes = (20, 30, 39, 40, 60, 79, 80)
+    modes = [learner.train(np.arange(n), y[:n], warm_start=True).mode for n in sizes]
+    assert modes == ["full", "incremental", "incremental", "full", "incremental", "incremental", "full"]
+
+
+@pytest.mark.parametrize("growth", [1.0, 0.5, "2"])
+def test_full_growth_must_exceed_one(growth):
+    with pytest.raises(ConfigError, match="full_growth"):
+        WarmStartPolicy(full_growth=growth).validate()
+
+
 def test_drift_forces_a_full_retrain():
     from sklearn.linear_model import SGDClassifier
 

@@ -252,7 +252,7 @@ def test_remote_engine_uploads_chunks_concurrently_and_selects_like_the_embedded
     emb.ingest(snap, loop=0)
     srv = Server(tmp_path / "data").start()
     try:
-        eng = RemoteEngine(srv.url, ADMIN, classes=[0, 1, 2], chunk_rows=400)  # 8 chunks, 2 at a time
+        eng = RemoteEngine(srv.url, ADMIN, classes=[0, 1, 2], chunk_rows=400, upload_workers=2)  # 8 chunks, 2 at a time
         try:
             eng.add_records(np.arange(n))
             eng.ingest(snap, loop=0)

@@ -32,7 +32,7 @@ class ComputePolicy:
     """Settings of compute-saving active learning (docs/compute.md).
 
     warm_start       warm-start / incremental training between full retrains (WarmStartLearner)
-    full_every, drift_threshold, warm_epochs, replay, shrink, perturb   see :class:`WarmStartPolicy`; shrink
+    full_every, full_growth, drift_threshold, warm_epochs, replay, shrink, perturb  see :class:`WarmStartPolicy`; shrink
                      1.0 / perturb 0.0 (plain continuation) by default: with a few warm epochs, shrink 0.4 /
                      perturb 0.1 collapsed the ``mlp`` on digits (docs/compute.md)
     skip_inference   re-infer only records whose prediction may still change the selection (plan_inference)
@@ -50,6 +50,7 @@ class ComputePolicy:
         *,
         warm_start: bool = True,
         full_every: int | None = 5,
+        full_growth: float | None = None,
         drift_threshold: float | None = 0.02,
         warm_epochs: int = 5,
         replay: float = 1.0,
@@ -65,6 +66,7 @@ class ComputePolicy:
     ) -> None:
         self.warm_start = warm_start
         self.full_every = full_every
+        self.full_growth = full_growth
         self.drift_threshold = drift_threshold
         self.warm_epochs = warm_epochs
         self.replay = replay
@@ -100,6 +102,7 @@ class ComputePolicy:
     def warm_policy(self) -> WarmStartPolicy:
         return WarmStartPolicy(
             full_every=self.full_every,
+            full_growth=self.full_growth,
             drift_threshold=self.drift_threshold,
             warm_epochs=self.warm_epochs,
             replay=self.replay,

@@ -3,7 +3,8 @@
 :class:`WarmStartLearner` wraps any learner and decides, loop by loop, how to train:
 
 * ``full``        the base learner's own training from scratch (the first loop, every ``full_every`` loops,
-                  and whenever validation drift exceeds ``drift_threshold``);
+                  when the labeled set has grown ``full_growth``-fold since the last full retrain, and
+                  whenever validation drift exceeds ``drift_threshold``);
 * ``incremental`` estimators with ``partial_fit`` (SGDClassifier, scikit-learn MLPClassifier, naive Bayes):
                   ``warm_epochs`` passes over the new records plus replayed old ones;
 * ``warm``        estimators with a ``warm_start`` parameter continue from the previous solution (convex
@@ -35,6 +36,9 @@ class WarmStartPolicy:
     """How a :class:`WarmStartLearner` trains.
 
     full_every       a full retrain every this many trainings (None: only the first and on drift)
+    full_growth      a full retrain when the labeled set has grown by this factor since the last full retrain
+                     (a geometric schedule: full retrains at n, g·n, g²·n, … cost about g/(g-1) final full
+                     trainings in all; None: off)
     drift_threshold  full retrain when ``drift_metric`` on the user's held-out data falls more than this
                      below its value after the last full retrain (None: no drift check, no extra evaluate)
     drift_metric     the metric of ``learner.evaluate()`` to watch
@@ -49,6 +53,7 @@ class WarmStartPolicy:
         self,
         *,
         full_every: int | None = 5,
+        full_growth: float | None = None,
         drift_threshold: float | None = 0.02,
         drift_metric: str = "accuracy",
         warm_epochs: int = 5,
@@ -59,6 +64,7 @@ class WarmStartPolicy:
         seed: int = 0,
     ) -> None:
         self.full_every = full_every
+        self.full_growth = full_growth
         self.drift_threshold = drift_threshold
         self.drift_metric = drift_metric
         self.warm_epochs = warm_epochs
@@ -71,6 +77,12 @@ class WarmStartPolicy:
     def validate(self) -> WarmStartPolicy:
         owner = "WarmStartPolicy"
         check_int(self.full_every, "full_every", owner, min=1, allow_none=True)
+        if self.full_growth is not None:
+            check_float(self.full_growth, "full_growth", owner, low=1.0, allow_none=True)
+            if float(self.full_growth) <= 1.0:
+                raise ConfigError(
+                    f"The 'full_growth' parameter of {owner} must be a float > 1 or None. Got {self.full_growth!r}."
+                )
         check_float(self.drift_threshold, "drift_threshold", owner, low=0.0, allow_none=True)
         check_int(self.warm_epochs, "warm_epochs", owner, min=1)
         check_float(self.replay, "replay", owner, low=0.0)
@@ -88,20 +100,35 @@ class WarmStartPolicy:
 
 
 def choose_mode(
-    *, has_model: bool, warm_start: bool, trainings_since_full: int, capability: str, full_every: int | None
+    *,
+    has_model: bool,
+    warm_start: bool,
+    trainings_since_full: int,
+    capability: str,
+    full_every: int | None,
+    full_growth: float | None = None,
+    n_labeled: int = 0,
+    n_at_full: int = 0,
 ) -> str:
     """``full``, ``warm`` or ``incremental`` for the next training (a pure rule).
 
-    ``capability`` is what the learner can do: ``"incremental"``, ``"warm"`` or ``"full"``.
+    ``capability`` is what the learner can do: ``"incremental"``, ``"warm"`` or ``"full"``; with
+    ``full_growth`` a full retrain is due once ``n_labeled >= full_growth * n_at_full`` (labeled records now
+    and at the last full retrain).
 
     >>> choose_mode(has_model=True, warm_start=True, trainings_since_full=1, capability="warm", full_every=3)
     'warm'
     >>> choose_mode(has_model=True, warm_start=True, trainings_since_full=2, capability="warm", full_every=3)
     'full'
+    >>> choose_mode(has_model=True, warm_start=True, trainings_since_full=1, capability="warm", full_every=None,
+    ...             full_growth=2.0, n_labeled=40, n_at_full=20)
+    'full'
     """
     if not (has_model and warm_start) or capability == "full":
         return "full"
     if full_every is not None and trainings_since_full + 1 >= full_every:
+        return "full"
+    if full_growth is not None and n_labeled >= float(full_growth) * n_at_full:
         return "full"
     return capability
 
@@ -169,7 +196,15 @@ class WarmStartLearner:
     def _state(self) -> dict[str, Any]:
         st = self.__dict__.get("_st")
         if st is None:
-            st = {"trained": {}, "since_full": 0, "ref": None, "metrics": None, "calls": 0, "has_model": False}
+            st = {
+                "trained": {},
+                "since_full": 0,
+                "n_at_full": 0,
+                "ref": None,
+                "metrics": None,
+                "calls": 0,
+                "has_model": False,
+            }
             self.__dict__["_st"] = st
         return st
 
@@ -193,6 +228,9 @@ class WarmStartLearner:
             trainings_since_full=st["since_full"],
             capability=capability,
             full_every=policy.full_every,
+            full_growth=policy.full_growth,
+            n_labeled=int(ids.size),
+            n_at_full=int(st["n_at_full"]),
         )
         known = getattr(getattr(self.base, "model", None), "classes_", None)
         if mode != "full" and known is not None and not set(np.unique(y).tolist()) <= set(np.asarray(known).tolist()):
@@ -222,6 +260,7 @@ class WarmStartLearner:
                 extra={**base_report.extra, "records_seen": seen},
             )
             st["since_full"] = 0
+            st["n_at_full"] = int(ids.size)
             st["metrics"] = None
             if policy.drift_threshold is not None:
                 st["metrics"] = {k: float(v) for k, v in self.base.evaluate().items()}

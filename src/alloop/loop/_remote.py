@@ -63,8 +63,9 @@ class RemoteEngine:
     classes, strategy, seed   as for SelectionEngine; the strategy is sent with each recommendation
     policy       what metadata may leave the client (default: ids + probabilities only)
     chunk_rows   snapshot rows per upload chunk
-    upload_workers  chunks of one snapshot sent at a time (default 2: one in transfer while the server writes
-                 another); they are idempotent by (loop, chunk index), so order does not matter
+    upload_workers  chunks of one snapshot sent at a time (default 1; more may help when the server has spare
+                 cores — on a 2-core machine serving itself, 1 was faster, docs/benchmarks.md); chunks are idempotent
+                 by (loop, chunk index), so order does not matter
     """
 
     def __init__(
@@ -79,7 +80,7 @@ class RemoteEngine:
         name: str = "campaign",
         policy: SharingPolicy | None = None,
         chunk_rows: int = 250_000,
-        upload_workers: int = 2,
+        upload_workers: int = 1,
         retries: int = 8,
         backoff: float = 0.25,
         timeout: float = 120.0,
@@ -239,9 +240,9 @@ class RemoteEngine:
         self._request("POST", f"{self.base}/loops/{loop}/snapshot/commit", json={"n_chunks": chunks})
 
     def _send_concurrently(self, send: Any, chunks: int) -> None:
-        """Run ``send(c)`` for every chunk, ``upload_workers`` at a time (default 2: one chunk in transfer while the
-        server writes another). Chunks are idempotent by (loop, chunk index), so their order does not matter. Each
-        send keeps its own retries; on the first error the chunks not yet started are dropped and it is raised."""
+        """Run ``send(c)`` for every chunk, ``upload_workers`` at a time. Chunks are idempotent by (loop, chunk
+        index), so their order does not matter. Each send keeps its own retries; on the first error the chunks not
+        yet started are dropped and it is raised."""
         from concurrent.futures import ThreadPoolExecutor
 
         workers = min(chunks, check_int(self.upload_workers, "upload_workers", "RemoteEngine", min=1))
