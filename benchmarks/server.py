@@ -40,27 +40,18 @@ def _snapshot(n: int, c: int) -> Snapshot:
     return Snapshot(ids=np.arange(n, dtype=np.int64), probs=p)
 
 
-def _row(t_reg: float, t_ing: float, lat: list[float]) -> dict[str, float]:
-    p50, p99 = float(np.median(lat)), float(np.quantile(lat, 0.99))
-    return {"register_s": t_reg, "ingest_s": t_ing, "p50_s": p50, "p99_s": p99}
+def _timed(fn, *args, **kw) -> float:
+    t0 = time.perf_counter()
+    fn(*args, **kw)
+    return time.perf_counter() - t0
 
 
-def embedded(snap: Snapshot, requests: int) -> dict[str, float]:
-    eng = SelectionEngine("margin", classes=list(range(snap.n_classes)))
-    t0 = time.perf_counter()
-    eng.add_records(snap.ids)
-    t_reg = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    eng.ingest(snap, loop=0)
-    t_ing = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    eng.ingest(snap, loop=1)
-    t_ing2 = time.perf_counter() - t0
-    lat = []
-    for r in range(requests):
-        t0 = time.perf_counter()
-        eng.recommend(100, loop=2 + r)
-        lat.append(time.perf_counter() - t0)
+def measure(eng, snap: Snapshot, requests: int) -> dict[str, float]:
+    """The same work on the embedded or the remote engine: register, ingest twice, ``requests`` recommendations."""
+    t_reg = _timed(eng.add_records, snap.ids)
+    t_ing = _timed(eng.ingest, snap, loop=0)
+    t_ing2 = _timed(eng.ingest, snap, loop=1)
+    lat = [_timed(eng.recommend, 100, loop=2 + r) for r in range(requests)]
     return {
         "register_s": t_reg,
         "ingest_s": t_ing,
@@ -70,34 +61,20 @@ def embedded(snap: Snapshot, requests: int) -> dict[str, float]:
     }
 
 
+def embedded(snap: Snapshot, requests: int) -> dict[str, float]:
+    return measure(SelectionEngine("margin", classes=list(range(snap.n_classes))), snap, requests)
+
+
 def remote(snap: Snapshot, requests: int, db_url: str | None, workers: int, chunk_rows: int) -> dict[str, float]:
     srv = Server(Path(mkdtemp(prefix="alloop-bench-")), db_url=db_url).start()
     try:
         eng = RemoteEngine(
             srv.url, ADMIN, classes=list(range(snap.n_classes)), chunk_rows=chunk_rows, upload_workers=workers
         )
-        t0 = time.perf_counter()
-        eng.add_records(snap.ids)
-        t_reg = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        eng.ingest(snap, loop=0)
-        t_ing = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        eng.ingest(snap, loop=1)
-        t_ing2 = time.perf_counter() - t0
-        lat = []
-        for r in range(requests):
-            t0 = time.perf_counter()
-            eng.recommend(100, loop=2 + r)
-            lat.append(time.perf_counter() - t0)
-        eng.close()
-        return {
-            "register_s": t_reg,
-            "ingest_s": t_ing,
-            "ingest2_s": t_ing2,
-            "p50_s": float(np.median(lat)),
-            "p99_s": float(np.quantile(lat, 0.99)),
-        }
+        try:
+            return measure(eng, snap, requests)
+        finally:
+            eng.close()
     finally:
         srv.stop()
 
