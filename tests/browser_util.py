@@ -12,13 +12,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from tests.server_util import ADMIN, free_port
+from tests.server_util import ADMIN, free_port, wait_healthy
 
 PNG = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
@@ -83,20 +80,8 @@ class LabelServer:
         env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
         cmd = [sys.executable, "-m", "tests.browser_util", "--port", str(self.port), "--data-dir", str(self.data_dir)]
         self.proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=self._log, stderr=self._log)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self._log.close()
-                raise RuntimeError("the label server exited: " + log_path.read_text())
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.1)
-        self.proc.kill()
-        self.proc.wait(timeout=15)
-        self._log.close()
-        raise RuntimeError("the label server did not become healthy in time")
+        wait_healthy(self.proc, self._log, log_path, self.url, timeout, "the label server")
+        return self
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -34,6 +35,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+
+def wait_healthy(proc: subprocess.Popen[bytes], log: Any, log_path: Path, url: str, timeout: float, what: str) -> None:
+    """Wait for ``GET url/healthz`` = 200; a process that exits or stays unhealthy is reaped and reported."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.close()
+            raise RuntimeError(f"{what} exited: " + log_path.read_text())
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    proc.wait(timeout=15)
+    log.close()
+    raise RuntimeError(f"{what} did not become healthy in time")
+
 class Server:
     def __init__(self, data_dir: Path, db_url: str | None = None, port: int | None = None) -> None:
         self.data_dir = data_dir
@@ -53,22 +72,8 @@ class Server:
         log = open(self.data_dir.parent / f"serve-{self.port}.log", "ab")  # noqa: SIM115 - closed in _reap
         self._log = log
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self._log.close()
-                raise RuntimeError(
-                    "alloop serve exited: " + (self.data_dir.parent / f"serve-{self.port}.log").read_text()
-                )
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.1)
-        self.proc.kill()
-        self.proc.wait(timeout=15)
-        self._log.close()
-        raise RuntimeError("alloop serve did not become healthy in time")
+        wait_healthy(self.proc, log, self.data_dir.parent / f"serve-{self.port}.log", self.url, timeout, "alloop serve")
+        return self
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
