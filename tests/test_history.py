@@ -49,6 +49,56 @@ def test_summary_stats_values():
     np.testing.assert_allclose(out["entropy"], [-(0.5 * np.log(0.5) + 0.3 * np.log(0.3) + 0.2 * np.log(0.2)), 0.0])
 
 
+def test_summary_stats_match_scipy_and_sorting_on_random_rows():
+    from scipy.stats import entropy
+
+    rng = np.random.default_rng(5)
+    for dtype, n_classes in ((np.float32, 10), (np.float64, 2), (np.float64, 1), (np.float32, 7)):
+        p = rng.dirichlet(np.full(n_classes, 0.3), size=500).astype(dtype)
+        if n_classes > 1:
+            p[::9, 0] = 0.0  # zeros take no logarithm
+        p[1::9, -1] = p[1::9, 0]  # ties between the top two
+        p = (p / p.sum(axis=1, keepdims=True)).astype(dtype)
+        out = summary_stats(p)
+        srt = np.sort(p.astype(np.float64), axis=1)
+        second = srt[:, -2] if n_classes > 1 else 0.0
+        np.testing.assert_array_equal(out["confidence"], srt[:, -1])
+        np.testing.assert_array_equal(out["margin"], srt[:, -1] - second)
+        np.testing.assert_allclose(out["entropy"], entropy(p.astype(np.float64), axis=1), rtol=1e-6, atol=1e-12)
+
+
+def test_first_pass_shortcut_gives_the_state_of_the_general_fold():
+    """Records never seen take a shortcut in History.update; folded through the general path instead (mixed with
+    records seen before), they must end in exactly the same state."""
+    rng = np.random.default_rng(9)
+    snap0 = _snapshot(rng, np.arange(50))
+    snap1 = _snapshot(rng, np.arange(100))
+    mixed = History()  # records 50..99 arrive in a block with records seen before: the general path
+    mixed.update(np.arange(50), snap0, loop=0)
+    mixed.update(np.arange(100), snap1, loop=1)
+    fresh = History()  # records 50..99 alone: the shortcut
+    fresh.update(np.arange(50, 100), snap1.subset(np.arange(50, 100)), loop=1)
+    new = np.arange(50, 100)
+    scalars = ("probs", "count", "seen", "predicted", "flips", "last_flip_loop", "first_loop", "last_loop", "tod_last")
+    for name in (*scalars, "tod_sum"):
+        np.testing.assert_array_equal(getattr(mixed, name)[new], getattr(fresh, name)[new], err_msg=name)
+    for s in ("confidence", "margin", "entropy"):
+        for a, b in ((mixed.mean, fresh.mean), (mixed.m2, fresh.m2), (mixed.ewm, fresh.ewm), (mixed.ring, fresh.ring)):
+            np.testing.assert_array_equal(a[s][new], b[s][new], err_msg=s)
+    assert mixed.flips[:50].sum() > 0  # the general path really ran on the old records (their predictions moved)
+
+
+def test_probabilities_are_kept_in_the_snapshot_dtype_and_never_rounded():
+    rng = np.random.default_rng(2)
+    h = History()
+    p32 = rng.dirichlet(np.ones(3), size=4).astype(np.float32)
+    h.update(np.arange(4), Snapshot(ids=list(range(4)), probs=p32), loop=0)
+    assert h.probs.dtype == np.float32 and np.array_equal(h.probs[:4], p32)
+    p64 = rng.dirichlet(np.ones(3), size=4)
+    h.update(np.arange(4), Snapshot(ids=list(range(4)), probs=p64), loop=1)
+    assert h.probs.dtype == np.float64 and np.array_equal(h.probs[:4], p64)
+
+
 def test_prediction_flips_are_counted_with_the_loop_of_the_last_flip():
     h = History()
     idx = np.array([0, 1, 2])
