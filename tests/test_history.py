@@ -171,3 +171,24 @@ def test_class_count_must_stay_the_same():
     assert np.array_equal(h.count, before) and h.loops_seen == 1
     with pytest.raises(DataError, match="one pool index per snapshot row"):
         h.update(np.array([0, 1]), Snapshot(ids=[1], probs=[[0.5, 0.5]]), loop=1)
+
+
+def test_prepared_arrays_adopted_give_the_same_state_and_are_refused_once_history_holds_data():
+    rng = np.random.default_rng(4)
+    snap = _snapshot(rng, np.arange(40))
+    plain = History(window=3)
+    plain.update(np.arange(40), snap, loop=0)
+    h = History(window=3)
+    ready = h.prepared(64, 4, snap.probs.dtype)
+    assert ready.capacity == 64 and not ready.seen.any() and (ready.predicted == -1).all() and h.capacity == 0
+    assert h.adopt(ready) and h.capacity == 64
+    h.update(np.arange(40), snap, loop=0)
+    for name in ("probs", "count", "predicted", "first_loop", "seen"):
+        np.testing.assert_array_equal(getattr(h, name)[:40], getattr(plain, name)[:40], err_msg=name)
+    for s in ("confidence", "margin", "entropy"):
+        np.testing.assert_array_equal(h.mean[s][:40], plain.mean[s][:40])
+        np.testing.assert_array_equal(h.ring[s][:40], plain.ring[s][:40])
+    late = History(window=3).prepared(128, 4)
+    assert not h.adopt(late) and h.capacity == 64  # data folded already: the late arrays are dropped
+    other = History(window=4)
+    assert not other.adopt(History(window=3).prepared(8, 4))  # parameters differ
