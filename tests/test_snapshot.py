@@ -131,9 +131,32 @@ def test_subset_keeps_rows_of_every_part():
     assert sub.ids.tolist() == [5, 1]
     assert np.array_equal(sub.samples, snap.samples[:, [0, 3]])
     assert np.array_equal(sub.dynamics["confidence"], snap.dynamics["confidence"][[0, 3]])
+    rows = snap.subset(slice(1, 3))  # a slice: views, equal to the same rows by index
+    by_index = snap.subset(np.array([1, 2]))
+    assert rows.ids.tolist() == [3, 9] and np.shares_memory(rows.probs, snap.probs)
+    for name in ("probs", "embeddings", "samples"):
+        assert np.array_equal(getattr(rows, name), getattr(by_index, name)), name
+    assert np.array_equal(rows.dynamics["confidence"], by_index.dynamics["confidence"])
 
 
 def test_parquet_round_trip_of_an_empty_pass(tmp_path):
     snap = Snapshot(ids=np.empty(0, dtype=np.int64), probs=np.empty((0, 3)), dynamics={"loss": np.empty(0)})
     back = Snapshot.from_parquet(snap.to_parquet(tmp_path / "empty.parquet"))
     assert back.n_records == 0 and back.probs.shape == (0, 3) and back.dynamics["loss"].shape == (0,)
+
+
+def test_arrow_conversion_does_not_import_pandas():
+    """pa.array(ndarray) imports pandas (~0.2 s in a fresh process); every upload chunk goes through to_arrow."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from alloop import Snapshot\n"
+        "s = Snapshot(ids=np.arange(3), probs=np.full((3, 2), 0.5, dtype=np.float32), embeddings=np.ones((3, 4)))\n"
+        "t = s.to_arrow()\n"
+        "assert Snapshot.from_arrow(t).probs.tolist() == s.probs.tolist()\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -230,7 +230,7 @@ class RemoteEngine:
         chunks = max(1, -(-n // self.chunk_rows))
 
         def send(c: int) -> None:
-            part = shared.subset(np.arange(c * self.chunk_rows, min(n, (c + 1) * self.chunk_rows)))
+            part = shared.subset(slice(c * self.chunk_rows, min(n, (c + 1) * self.chunk_rows)))  # views
             body = arrow_ipc_bytes(part.to_arrow())
             self._request(
                 "PUT", f"{self.base}/loops/{loop}/snapshot/chunks/{c}", content=body, headers={"content-type": ARROW}

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from alloop.errors import ConfigError, DataError
+from alloop.metadata.snapshot import fixed_size_list
 
 __all__ = ["EMBEDDING_COLUMN", "PROBS_COLUMN", "Piece", "list_pieces", "read_piece", "write_snapshot_parts"]
 
@@ -199,11 +200,3 @@ def write_snapshot_parts(
         os.replace(tmp, path)
         paths.append(path)
     return paths
-
-
-def fixed_size_list(matrix: np.ndarray) -> Any:
-    """An (n, w) matrix as an Arrow fixed-size list array (no copy for contiguous input)."""
-    import pyarrow as pa
-
-    m = np.ascontiguousarray(matrix)
-    return pa.FixedSizeListArray.from_arrays(pa.array(m.reshape(-1)), m.shape[1])
