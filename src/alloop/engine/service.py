@@ -129,6 +129,7 @@ class EngineService:
         # validated chunks of each project's open loop, (loop, chunk) -> (body sha256, Snapshot): the commit
         # uses them instead of reading the Parquet files back; after a restart it reads the files
         self._pending: dict[str, dict[tuple[int, int], tuple[str, Snapshot]]] = {}
+        self._preparing: dict[str, threading.Thread] = {}  # a first snapshot's History being prepared, per project
 
     # ---- health ------------------------------------------------------------------------------------
     def ready(self) -> tuple[bool, str]:
@@ -412,7 +413,9 @@ class EngineService:
                 if self._engines.get(pid) is eng:
                     eng.history.adopt(ready)
 
-        threading.Thread(target=run, name=f"alloop-reserve-{pid}", daemon=True).start()
+        thread = threading.Thread(target=run, name=f"alloop-reserve-{pid}", daemon=True)
+        self._preparing[pid] = thread
+        thread.start()
 
     def _check_chunk_slot(self, pid: str, loop: int, chunk: int, digest: str) -> str | None:
         """The stored digest of (loop, chunk), or None; StateError when the loop is committed with another one."""
@@ -435,6 +438,9 @@ class EngineService:
         """Make a loop's uploaded chunks 0..n_chunks-1 the loop's snapshot and feed it to the engine."""
         loop = check_int(loop, "loop", "a snapshot commit", min=0)
         n_chunks = check_int(n_chunks, "n_chunks", "a snapshot commit", min=1)
+        preparing = self._preparing.pop(pid, None)
+        if preparing is not None:  # the History being prepared is handed over first (not allocated twice)
+            preparing.join()
         with self._lock(pid):
             with self.db.connect() as conn:
                 done = conn.execute(

@@ -188,7 +188,7 @@ class History:
         self.mean = {s: np.empty(0) for s in SERIES}
         self.m2 = {s: np.empty(0) for s in SERIES}
         self.ewm = {s: np.empty(0) for s in SERIES}
-        self.ring = {s: np.empty((0, 0), dtype=np.float32) for s in SERIES}
+        self.ring = {s: np.empty((0, 0), dtype=np.float32) for s in SERIES}  # (window, capacity): slot-major
         self.embeddings: np.ndarray | None = None
         self._emb_file: np.memmap | None = None
         self.last_snapshot: Snapshot | None = None
@@ -227,24 +227,25 @@ class History:
         self.window = int(self.window)
         w = self.window
         for s in SERIES:
-            if self.ring[s].shape[1] != w:
-                self.ring[s] = np.zeros((self.capacity, w), dtype=np.float32)  # slots are valid by ``count``
+            if self.ring[s].shape[0] != w:
+                self.ring[s] = np.zeros((w, self.capacity), dtype=np.float32)  # slots are valid by ``count``
         self._checked = True
 
-    def _grow(self, capacity: int, *, touch: bool = False) -> None:
+    def _grow(self, capacity: int) -> None:
         if capacity <= self.capacity:
             return
         extra = capacity - self.capacity
 
-        def cat(a: np.ndarray, fill: float | int | bool) -> np.ndarray:
-            # one allocation and one copy; zero fills come from calloc'd pages, touched only when written, unless
-            # ``touch`` asks for every page to be written now (see :meth:`prepared`)
-            shape = (a.shape[0] + extra,) + a.shape[1:]
-            lazy = fill == 0 and not touch
-            out = np.zeros(shape, dtype=a.dtype) if lazy else np.empty(shape, dtype=a.dtype)
-            out[: a.shape[0]] = a
-            if not lazy:
-                out[a.shape[0] :] = fill
+        def cat(a: np.ndarray, fill: float | int | bool, axis: int = 0) -> np.ndarray:
+            # one allocation and one copy; zero fills come from calloc'd pages, touched only when written
+            shape = list(a.shape)
+            shape[axis] += extra
+            out = np.zeros(shape, dtype=a.dtype) if fill == 0 else np.empty(shape, dtype=a.dtype)
+            old = (slice(None),) * axis + (slice(0, a.shape[axis]),)
+            new = (slice(None),) * axis + (slice(a.shape[axis], None),)
+            out[old] = a
+            if fill != 0:
+                out[new] = fill
             return out
 
         self.probs = cat(self.probs, 0.0)  # read only where ``seen``
@@ -254,7 +255,7 @@ class History:
             self.mean[s] = cat(self.mean[s], 0.0)
             self.m2[s] = cat(self.m2[s], 0.0)
             self.ewm[s] = cat(self.ewm[s], 0.0)
-            self.ring[s] = cat(self.ring[s], 0.0)
+            self.ring[s] = cat(self.ring[s], 0.0, axis=1)
         if self.embeddings is not None:
             self._set_embedding_capacity(capacity, self.embeddings.shape[1])
         self.capacity = capacity
@@ -321,7 +322,11 @@ class History:
         out._check()
         out.n_classes = int(n_classes)
         out.probs = np.empty((0, out.n_classes), dtype=np.dtype(dtype))
-        out._grow(int(capacity), touch=True)
+        out._grow(int(capacity))
+        # write zeros over the zero-filled arrays (the others were filled): every page a pass writes is faulted in
+        zeros = [out.probs, *(getattr(out, name) for name, _, fill in _SCALARS if fill == 0)]
+        for a in zeros + [a for d in (out.mean, out.m2, out.ewm, out.ring) for a in d.values()]:
+            a[...] = 0
         return out
 
     def adopt(self, other: History) -> bool:
@@ -398,10 +403,10 @@ class History:
             self.m2[s][at] += delta * (x - new_mean)
             self.mean[s][at] = new_mean
             self.ewm[s][at] = np.where(old == 0, x, a * x + (1 - a) * self.ewm[s][at])
-            if isinstance(at, slice) and slot.size and not (slot - slot[0]).any():
-                self.ring[s][at, int(slot[0])] = x  # every record at the same pass count (the usual case)
+            if slot.size and not (slot - slot[0]).any():
+                self.ring[s][int(slot[0]), at] = x  # every record at the same pass count (the usual case)
             else:
-                self.ring[s][index, slot] = x
+                self.ring[s][slot, index] = x
         self.count[at] = cnt
         pred = np.argmax(p, axis=1).astype(np.int32)
         prev = self.predicted[at]
@@ -422,7 +427,7 @@ class History:
             x = stats[s]
             self.mean[s][at] = x
             self.ewm[s][at] = x
-            self.ring[s][at, 0] = x
+            self.ring[s][0, at] = x
         self.count[at] = 1
         self.predicted[at] = np.argmax(p, axis=1)
         self.first_loop[at] = loop
@@ -505,7 +510,7 @@ class History:
             self.m2[s][index] = 0.0
             self.ewm[s][index] = 0.0
             if self.ring[s].size:
-                self.ring[s][index] = np.nan
+                self.ring[s][:, index] = np.nan
         if self.embeddings is not None:
             self.embeddings[index] = np.nan
         if self.last_snapshot is not None and self.last_index is not None:
@@ -526,7 +531,7 @@ class History:
         index = np.asarray(index, dtype=np.int64)
         if not self.ring[series].size:
             return np.zeros(index.size)
-        return window_slopes(self.ring[series][index], self.count[index])
+        return window_slopes(self.ring[series][:, index].T, self.count[index])
 
     def neighbour_cartography(self, index: np.ndarray) -> dict[str, np.ndarray]:
         """Mean cartography values of the ``neighbours`` nearest records with training dynamics.
