@@ -7,24 +7,27 @@ test split). Its whole CPU time (user + system, all threads) is measured from ou
 included — and inside per phase (train / infer / select). One JSON row per finished run is appended to
 ``benchmarks/results/compute_saving_<setting>.jsonl``, so an interrupted run continues where it stopped.
 
-Arms: ``off`` (full retrain + full inference every loop), ``on`` (the ComputePolicy of the setting), and
-ablations ``warm`` (warm start only), ``skip`` (inference skipping only), ``cand`` (skipping + candidate cap).
+Arms: ``off`` (full retrain + full inference every loop), ``on`` (``compute_saving="on"``: the policy the
+library picks for the model class and pool size, :func:`alloop.compute.auto_policy`), and ablations of "on"
+(see ARMS): ``warm``, ``skip``, ``cand``, ``nodbl``, ``few``. ``--policy JSON`` overrides fields of "on".
+The synthetic pool is generated once and cached (``~/.cache/alloop-bench``, outside the repository); a row
+of a child that had to generate it is not kept (``data_cached``), so synthesis is never counted.
 
-    python benchmarks/compute_saving.py --setting digits-mlp --seeds 20
-    python benchmarks/compute_saving.py --setting synth-logreg --seeds 10
-    python benchmarks/compute_saving.py --setting synth-mlp --seeds 10
+Session 3 (2026-11-24), the reported runs (docs/benchmarks.md, "Session 3: compute saving"):
+
+    nice -n 19 python benchmarks/compute_saving.py --setting digits-mlp --seeds 20 --arms off,on,nodbl,few --tag=-v3
+    nice -n 19 python benchmarks/compute_saving.py --setting synth-logreg --seeds 10 --arms off,on --tag=-v3
+    nice -n 19 python benchmarks/compute_saving.py --setting synth-mlp --seeds 10 --arms off,on --tag=-v3
+    nice -n 19 python benchmarks/compute_saving.py --setting synth-mlp --seeds 5 --arms off,on,warm,cand,nodbl --tag=-v3
+
+Other uses:
+
     python benchmarks/compute_saving.py --setting digits-mlp --seeds 3 --seed-offset 1000 --tag tune  # tuning
     python benchmarks/compute_saving.py --quick                                   # 2 seeds of digits-logreg
-
-Session 2 (2026-11-24) network policy — warm phases on all labeled records, a full retrain each time the
-labeled set doubles (docs/compute.md, "Policy per model class"):
-
-    NET='"full_every": null, "full_growth": 2.0, "warm_epochs": 5, "replay": 100.0'
-    python benchmarks/compute_saving.py --setting digits-mlp --seeds 20 --arms off,on --tag=-v2 \
-        --policy "{$NET, \"skip_inference\": false}"
-    python benchmarks/compute_saving.py --setting synth-mlp --seeds 10 --arms off,on --tag=-v2 \
-        --policy "{$NET, \"refresh_every\": 8, \"candidates\": 0.1}"
     python benchmarks/compute_saving.py --part index --n 100000                  # hnswlib vs faiss (compute.py)
+
+Sessions 1-2 passed the "on" policy by hand (``--policy``, on top of the setting's own policy then); their
+result files keep the policy they ran with.
 """
 
 from __future__ import annotations
@@ -43,42 +46,46 @@ import numpy as np
 RESULTS = Path(__file__).parent / "results"
 DATE = "2026-11-24"
 
-#: data, model, initial, batch, budget, test_size, and the ComputePolicy of the "on" arm per setting
+#: data, model, initial, batch, budget, test_size; the "on" arm is ``compute_saving="on"``: the library picks the
+#: policy from the model class and the pool size (``alloop.compute.auto_policy``); ``--policy`` overrides fields
 SETTINGS: dict[str, dict[str, Any]] = {
-    "digits-logreg": {
-        "data": "digits", "model": "logreg", "initial": 20, "batch": 20, "budget": 300, "test_size": 0.3,
-        "policy": {"full_every": 5, "drift_threshold": 0.02},
-    },
-    "digits-mlp": {
-        "data": "digits", "model": "mlp", "initial": 20, "batch": 10, "budget": 500, "test_size": 0.3,
-        "policy": {"full_every": 10, "drift_threshold": None, "warm_epochs": 5, "replay": 2.0, "shrink": 1.0,
-                   "perturb": 0.0, "refresh_every": 4},
-    },
+    "digits-logreg": {"data": "digits", "model": "logreg", "initial": 20, "batch": 20, "budget": 300, "test_size": 0.3},
+    "digits-mlp": {"data": "digits", "model": "mlp", "initial": 20, "batch": 10, "budget": 500, "test_size": 0.3},
     "synth-logreg": {
         "data": "synthetic", "model": "logreg", "initial": 20, "batch": 20, "budget": 500, "test_size": 0.05,
-        "policy": {"full_every": 5, "drift_threshold": 0.02, "refresh_every": 8, "candidates": 0.1},
     },
-    "synth-mlp": {
-        "data": "synthetic", "model": "mlp", "initial": 20, "batch": 20, "budget": 500, "test_size": 0.05,
-        "policy": {"full_every": 10, "drift_threshold": None, "warm_epochs": 5, "replay": 2.0, "shrink": 1.0,
-                   "perturb": 0.0, "refresh_every": 8, "candidates": 0.1},
-    },
+    "synth-mlp": {"data": "synthetic", "model": "mlp", "initial": 20, "batch": 20, "budget": 500, "test_size": 0.05},
 }  # fmt: skip
-ARMS = ("off", "on", "warm", "skip", "cand")
+#: off, on, and ablations of "on": warm = warm start only (no skipping, no cap); skip = skipping only (no warm
+#: start, no cap); cand = skipping + cap (no warm start); nodbl = no doubling schedule (the first training is
+#: the only full one); few = warm phases on new + 2x replayed records instead of all labeled records
+ARMS = ("off", "on", "warm", "skip", "cand", "nodbl", "few")
 
 
-def arm_policy(setting: dict[str, Any], arm: str) -> dict[str, Any] | None:
-    """The ComputePolicy settings of an arm (None = compute saving off)."""
+def on_policy(setting: dict[str, Any], n_pool: int) -> dict[str, Any]:
+    """The settings of ``compute_saving="on"`` for this setting's model and pool, with the ``override``."""
+    from alloop.compute import resolve_compute
+
+    policy = resolve_compute("on", model=setting["model"], n_pool=n_pool)
+    assert policy is not None
+    return {**policy.to_config(), **setting.get("override", {})}
+
+
+def arm_policy(on: dict[str, Any], arm: str) -> dict[str, Any] | None:
+    """The ComputePolicy settings of an arm (None = compute saving off), from the "on" settings."""
     if arm == "off":
         return None
-    p = dict(setting["policy"])
-    p.update(setting.get("override", {}))
+    p = dict(on)
     if arm == "warm":
         p.update(skip_inference=False, candidates=None)
     elif arm == "skip":
-        p.update(warm_start=False, candidates=None)
+        p.update(warm_start=False, candidates=None, skip_inference=True)
     elif arm == "cand":
-        p.update(warm_start=False, candidates=p.get("candidates") or 0.1)
+        p.update(warm_start=False, skip_inference=True, candidates=p.get("candidates") or 0.1)
+    elif arm == "nodbl":
+        p.update(full_every=None, full_growth=None)
+    elif arm == "few":
+        p.update(replay=2.0)
     return p
 
 
@@ -87,25 +94,26 @@ def load(data: str, n: int) -> Any:
 
     if data != "synthetic":
         return load_dataset(data)
-    # generated once and cached outside the repository: synthesis is not part of an active-learning run
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "alloop-bench" / f"synth-{n}x64.npz"
-    cached = cache.exists()
-    if cached:
-        with np.load(cache) as f:
-            X, y = f["X"], f["y"]
-    else:
+    # generated once (the same pool for every seed) and cached outside the repository as .npy files that each
+    # child memory-maps: synthesis, decompression and copies are not part of an active-learning run
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "alloop-bench"
+    fx, fy = cache / f"synth-{n}x64-X.npy", cache / f"synth-{n}x64-y.npy"
+    cached = fx.exists() and fy.exists()
+    if not cached:
         from sklearn.datasets import make_classification
 
         X, y = make_classification(
             n_samples=n, n_features=64, n_informative=20, n_classes=4, n_clusters_per_class=2, random_state=1234
         )
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.npz")
-        np.savez(tmp, X=X, y=y)
-        os.replace(tmp, cache)
+        cache.mkdir(parents=True, exist_ok=True)
+        for f, arr in ((fx, X.astype(np.float64)), (fy, y.astype(np.int64))):
+            tmp = f.with_suffix(f".{os.getpid()}.npy")
+            np.save(tmp, arr)
+            os.replace(tmp, f)
+    X, y = np.asarray(np.load(fx, mmap_mode="r")), np.load(fy)  # a read-only ndarray view of the mapped file
     return Dataset(
-        X=X.astype(np.float64),
-        y=y.astype(np.int64),
+        X=X,
+        y=y,
         ids=np.arange(n, dtype=np.int64),
         name=f"synthetic-{n}x64" + ("" if cached else " (generated)"),
         feature_names=tuple(f"f{j}" for j in range(64)),
@@ -121,10 +129,10 @@ def run_child(setting_name: str, seed: int, arm: str, n: int, override: dict[str
     data = load(st["data"], n)
     train, test, init = paired_split(data.y, seed, st["test_size"], st["initial"])
     rng = np.random.default_rng([seed, 7])
-    rest = np.setdiff1d(train, init)
+    rest = np.sort(np.setdiff1d(train, init, assume_unique=True))  # = np.setdiff1d(train, init), without a hash
     val = rng.choice(rest, size=min(1000, rest.size // 10), replace=False)  # drift check only; not labeled
-    pool = np.setdiff1d(train, val)
-    p = arm_policy(st, arm)
+    pool = np.sort(np.setdiff1d(train, val, assume_unique=True))
+    p = arm_policy(on_policy(st, pool.size), arm)
     trace = run_campaign(
         data,
         st["model"],
@@ -139,6 +147,7 @@ def run_child(setting_name: str, seed: int, arm: str, n: int, override: dict[str
         validation=val,
     )
     return {
+        "policy": p,
         "data_cached": not data.name.endswith("(generated)"),  # synthetic: only runs that loaded the cache count
         "aubc": trace.aubc,
         "final_accuracy": trace.accuracy[-1],
@@ -289,7 +298,7 @@ def main() -> None:
         "command": " ".join(sys.argv),
         "date": DATE,
         "setting": setting,
-        "arms": {a: arm_policy(setting, a) for a in arms},
+        "arms": {a: next((r["policy"] for r in rows if r["arm"] == a and "policy" in r), None) for a in arms},
         "summary": summary,
     }
     (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1))

@@ -130,6 +130,11 @@ def test_shrink_perturb_and_torch_learner_warm_start():
     shrink_perturb(net, shrink=0.5, perturb=0.2, seed=5)
     for k, v in net.state_dict().items():
         torch.testing.assert_close(v, 0.5 * before[k] + 0.2 * fresh[k])
+    params = [p.data_ptr() for p in net.parameters()]
+    same = {k: v.clone() for k, v in net.state_dict().items()}
+    assert shrink_perturb(net, shrink=1.0, perturb=0.0, seed=5) is net  # the identity: nothing rebuilt or copied
+    assert [p.data_ptr() for p in net.parameters()] == params
+    assert all(torch.equal(v, same[k]) for k, v in net.state_dict().items())
 
     X, y = _blobs(200)
 

@@ -15,7 +15,17 @@ from typer.testing import CliRunner
 from alloop._cli_report import build_report, report_command
 from alloop._cli_simulate import simulate_command
 from alloop.bench import simulate
-from alloop.compute import FIELDS, ComputePolicy, WarmStartLearner, campaign_savings, choose_inference, resolve_compute
+from alloop.compute import (
+    FIELDS,
+    LARGE_POOL,
+    ComputePolicy,
+    WarmStartLearner,
+    campaign_savings,
+    choose_inference,
+    is_network,
+    resolve_compute,
+)
+from alloop.compute._policy import lowest_k
 from alloop.errors import ConfigError
 from alloop.labeling import SimulatedOracle
 from alloop.loop import Campaign, SklearnLearner
@@ -166,3 +176,79 @@ def test_the_policy_is_stored_and_rebuilt_on_resume(tmp_path):
     again.run()
     assert again.compute_savings()["total"]["records_inferred"] > 0
     again.close()
+
+
+def test_on_picks_the_policy_of_the_model_class_and_the_pool_size():
+    net_small = resolve_compute("on", model="mlp", n_pool=LARGE_POOL - 1)
+    assert (net_small.full_every, net_small.full_growth, net_small.drift_threshold) == (None, 2.0, None)
+    assert (net_small.warm_epochs, net_small.replay) == (5, 100.0)  # warm phases on every labeled record
+    assert net_small.skip_inference is False and net_small.candidates is None  # small pool: no inference saving
+    net_large = resolve_compute(True, model="cnn", n_pool=LARGE_POOL)
+    assert net_large.full_growth == 2.0 and net_large.skip_inference and net_large.candidates == 0.1
+    assert net_large.refresh_every == 8
+    other_small = resolve_compute("on", model="logreg", n_pool=500)
+    assert (other_small.full_every, other_small.full_growth, other_small.drift_threshold) == (5, None, 0.02)
+    assert other_small.skip_inference is False and other_small.candidates is None
+    other_large = resolve_compute("on", model=LogisticRegression(), n_pool=10**6)
+    assert other_large.full_every == 5 and other_large.candidates == 0.1 and other_large.skip_inference
+    assert resolve_compute("on").to_config() == other_small.to_config()  # nothing known: not a network, small
+    assert resolve_compute("off", model="mlp", n_pool=10**6) is None
+
+
+def test_is_network_sees_through_names_estimators_and_learners():
+    from alloop.loop import ModelLearner, TorchLearner
+    from alloop.models import build_model
+
+    Xs = np.zeros((4, 2))
+    for net in ("mlp", "cnn", build_model("mlp"), SklearnLearner(build_model("mlp"), Xs), ModelLearner("mlp", Xs)):
+        assert is_network(net) and is_network(WarmStartLearner(net) if not isinstance(net, str) else net)
+    assert is_network(TorchLearner(lambda: None, Xs, classes=[0, 1]))  # built lazily: torch not needed here
+    for other in ("logreg", "no-such-model", None, LogisticRegression(), SklearnLearner(LogisticRegression(), Xs)):
+        assert not is_network(other)
+    assert not is_network(ModelLearner("ensemble(logreg, k=2)", Xs))
+
+
+def test_campaign_on_stores_the_policy_of_its_learner(tmp_path):
+    from alloop.models import build_model
+
+    oracle = SimulatedOracle(truth=dict(zip(IDS.tolist(), Y[IDS].tolist(), strict=True)))
+    kw = {"labeler": oracle, "pool": IDS, "classes": [0, 1, 2], "compute_saving": "on"}
+    net = Campaign(tmp_path / "n", learner=SklearnLearner(build_model("mlp"), X[IDS], IDS), **kw)
+    assert net.config["compute_saving"]["full_growth"] == 2.0 and net.config["compute_saving"]["replay"] == 100.0
+    assert net._inference_policy.skip_inference is False  # 75 records: a small pool
+    net.close()
+    lin = _campaign(tmp_path / "l", "on")
+    assert lin.config["compute_saving"]["full_every"] == 5 and lin.config["compute_saving"]["full_growth"] is None
+    lin.close()
+
+
+def test_simulate_on_picks_the_policy_and_runs_blas_on_one_thread():
+    from threadpoolctl import threadpool_info
+
+    from alloop.bench.simulate import paired_split, run_campaign
+    from alloop.datasets import load_dataset
+
+    out = simulate("iris", "gaussian-nb", ["margin"], initial=6, batch=6, budget=18, seeds=1, compute_saving="on")
+    assert out["protocol"]["compute_saving"]["skip_inference"] is False  # iris is a small pool
+    assert out["protocol"]["compute_saving"]["full_every"] == 5
+    seen: list[int] = []
+
+    def advance() -> None:
+        seen.extend(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+    data = load_dataset("iris")
+    train, test, init = paired_split(data.y, 0, 0.3, 6)
+    run_campaign(data, "logreg", "margin", train=train, test=test, initial_rows=init, batch=6, budget=12, seed=0,
+                 advance=advance)  # fmt: skip
+    assert seen and set(seen) == {1}
+
+
+def test_lowest_k_is_the_first_k_of_a_stable_argsort():
+    rng = np.random.default_rng(3)
+    for trial in range(300):
+        key = rng.integers(0, 4, size=int(rng.integers(1, 40))).astype(float)
+        if trial % 3 == 0:
+            key[rng.random(key.size) < 0.3] = np.nan
+        k = int(rng.integers(0, key.size + 2))
+        got = lowest_k(key, k)
+        assert got.tolist() == sorted(np.argsort(key, kind="stable")[:k].tolist())

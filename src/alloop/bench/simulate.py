@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from alloop._validation import check_int
 from alloop.compute import ComputePolicy, campaign_savings, choose_inference, resolve_compute
@@ -142,14 +143,13 @@ def _fit_predict(
 
 
 class _SavingModel:
-    """The compute-saving side of :func:`run_campaign`: a WarmStartLearner over the train rows."""
+    """The compute-saving side of :func:`run_campaign`: a WarmStartLearner over the data set's rows."""
 
     def __init__(
         self,
         *,
         data: Dataset,
         model: str,
-        train: np.ndarray,
         policy: ComputePolicy,
         seed: int,
         validation: np.ndarray | None,
@@ -157,11 +157,9 @@ class _SavingModel:
         from alloop.compute import WarmStartLearner
         from alloop.loop import SklearnLearner
 
-        rows = np.sort(train)
-        base = SklearnLearner(
+        base = SklearnLearner(  # ids = row numbers of the whole data set: no copy of the train rows
             build_model(model, seed=seed),
-            data.X[rows],
-            ids=rows,
+            data.X,
             eval_X=None if validation is None else data.X[validation],
             eval_y=None if validation is None else data.y[validation],
             classes=data.classes.tolist(),
@@ -186,6 +184,7 @@ class _SavingModel:
         return self.constant if self.constant is not None else self.learner.model
 
 
+@threadpool_limits.wrap(limits=1, user_api="blas")  # small matrices: idle OpenBLAS threads spin (docs/compute.md)
 def run_campaign(
     data: Dataset,
     model: str,
@@ -206,6 +205,8 @@ def run_campaign(
     ``compute`` turns compute saving on; ``validation`` (rows outside ``train`` and ``test``) is what its
     drift check evaluates on (without it there is no drift check). ``trace.compute`` has one row per
     accuracy point: the CPU seconds and records of that loop's train, inference and selection.
+    BLAS runs on one thread: with ≤ ``budget`` labeled rows, multi-threaded OpenBLAS spent 11x the CPU of one
+    thread on a LogisticRegression fit, and 2.7x on inference over 190,000 rows (docs/compute.md).
     """
     X, y, classes = data.X, data.y, data.classes
     engine = SelectionEngine(strategy=strategy, seed=seed, classes=classes.tolist())
@@ -214,7 +215,7 @@ def run_campaign(
     trace = CampaignTrace(initial=np.array(initial_rows, dtype=np.int64))
     saving = None
     if compute is not None:
-        saving = _SavingModel(data=data, model=model, train=train, policy=compute, seed=seed, validation=validation)
+        saving = _SavingModel(data=data, model=model, policy=compute, seed=seed, validation=validation)
     labeled = np.sort(initial_rows)
     loop = 0
     clock = time.process_time
@@ -524,12 +525,14 @@ def simulate(
     ``aubc_mean``, ``aubc_std`` (population std over seeds), ``aubc_per_seed``, ``final_accuracy_mean``,
     ``labels``, ``curve_mean``, ``curve_std``, ``seconds`` and ``paired_vs`` (the comparison with the
     baseline: the ``random`` spec when given, else the first spec; ``None`` for the baseline itself).
-    ``compute_saving`` is None (default: compute not reported), ``"off"``, ``"on"`` or a
-    :class:`~alloop.compute.ComputePolicy`; unless None, each result also holds ``compute`` (see the module
-    docstring) and the protocol ``compute_saving`` (the policy's settings, or null when off).
+    ``compute_saving`` is None (default: compute not reported), ``"off"``, ``"on"`` (the policy of the model
+    class and pool size, :func:`~alloop.compute.auto_policy`) or a :class:`~alloop.compute.ComputePolicy`;
+    unless None, each result also holds ``compute`` (see the module docstring) and the protocol
+    ``compute_saving`` (the policy's settings, or null when off).
     """
-    policy = resolve_compute(compute_saving, OWNER)
+    resolve_compute(compute_saving, OWNER)  # a wrong flag fails before the data are loaded
     setup = prepare(data, model, strategies, initial, batch, budget, seeds, test_size, target)
+    policy = resolve_compute(compute_saving, OWNER, model=model, n_pool=setup.n_train)  # "on": per model class
     dataset, specs, n_points = setup.dataset, setup.specs, setup.n_points
     initial, batch, budget, seeds, test_size = setup.initial, setup.batch, setup.budget, setup.seeds, setup.test_size
     curves = {spec: np.zeros((seeds, n_points)) for spec in specs}

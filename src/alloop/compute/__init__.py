@@ -15,7 +15,7 @@ from alloop.compute._candidates import (
     subsample_guarantee,
     subsample_size,
 )
-from alloop.compute._policy import ComputePolicy, choose_inference, resolve_compute
+from alloop.compute._policy import LARGE_POOL, ComputePolicy, auto_policy, choose_inference, is_network, resolve_compute
 from alloop.compute._skip import InferencePolicy, plan_inference
 from alloop.compute._torch import fresh_like, shrink_perturb, shrink_perturb_state
 from alloop.compute._warm import WarmStartLearner, WarmStartPolicy, choose_mode, replay_sample
@@ -23,6 +23,7 @@ from alloop.compute._warm import WarmStartLearner, WarmStartPolicy, choose_mode,
 __all__ = [
     "BACKENDS",
     "FIELDS",
+    "LARGE_POOL",
     "ComputePolicy",
     "InferencePolicy",
     "NeighbourIndex",
@@ -30,11 +31,13 @@ __all__ = [
     "SealsIndex",
     "WarmStartLearner",
     "WarmStartPolicy",
+    "auto_policy",
     "best_backend",
     "campaign_savings",
     "choose_inference",
     "choose_mode",
     "fresh_like",
+    "is_network",
     "plan_inference",
     "replay_sample",
     "resolve_compute",

@@ -4,10 +4,12 @@
 (:class:`InferencePolicy`) and the per-loop cap on inferred records (``candidates``);
 :func:`resolve_compute` turns the user's flag into a policy or None; :func:`choose_inference` picks the
 unlabeled records to re-infer this loop from the engine's History (used by ``Campaign`` and
-``alloop simulate``).
+``alloop simulate``). ``True``/``"on"`` picks the policy of the model class and pool size (:func:`auto_policy`).
 
 >>> resolve_compute("off") is None, resolve_compute(True).full_every
 (True, 5)
+>>> resolve_compute("on", model="mlp", n_pool=200_000).candidates
+0.1
 """
 
 from __future__ import annotations
@@ -22,10 +24,25 @@ from alloop.compute._skip import InferencePolicy, plan_inference
 from alloop.compute._warm import WarmStartPolicy
 from alloop.errors import ConfigError
 
-__all__ = ["ComputePolicy", "choose_inference", "plan_features", "resolve_compute"]
+__all__ = [
+    "LARGE_POOL",
+    "ComputePolicy",
+    "auto_policy",
+    "choose_inference",
+    "is_network",
+    "plan_features",
+    "resolve_compute",
+]
 
 _ON = (True, "on", "true")
 _OFF = (False, None, "off", "false")
+
+#: unlabeled records from which a pool counts as large for ``compute_saving="on"``: only then are inference
+#: skipping and the candidate cap switched on. Below it a whole inference pass costs less than one training
+#: of the library's models (measured, docs/compute.md: digits, 1,257 records, inference 0.2 of 7 CPU s per
+#: run with the ``mlp``; a 10 % cap re-infers a few hundred records and can miss the records worth labeling),
+#: while at 200,000 records inference was 60-75 % of the from-scratch run's CPU.
+LARGE_POOL = 20_000
 
 
 class ComputePolicy:
@@ -128,9 +145,60 @@ class ComputePolicy:
         return "ComputePolicy(" + ", ".join(f"{k}={v!r}" for k, v in vars(self).items()) + ")"
 
 
-def resolve_compute(value: Any, owner: str = "Campaign") -> ComputePolicy | None:
-    """``True``/``"on"`` → the default policy; ``False``/``"off"``/None → None; a policy (or its stored
-    config dict) → itself, validated.
+def is_network(model: Any) -> bool:
+    """True when ``model`` trains as a network: the library's torch models (``mlp``, ``cnn``) given by name,
+    as an estimator or inside a learner (``ModelLearner``, ``SklearnLearner``, ``WarmStartLearner``), and a
+    :class:`~alloop.loop.TorchLearner`. torch is not imported.
+
+    >>> is_network("mlp"), is_network("logreg"), is_network(None)
+    (True, False, False)
+    """
+    from alloop.compute._warm import WarmStartLearner
+    from alloop.loop._torch import TorchLearner
+    from alloop.models import TorchClassifier, build_model
+
+    if isinstance(model, str):
+        try:
+            model = build_model(model)
+        except ConfigError:
+            return False
+    while isinstance(model, WarmStartLearner):
+        model = model.base
+    if isinstance(model, TorchLearner | TorchClassifier):
+        return True
+    return isinstance(getattr(model, "estimator", None), TorchClassifier)  # SklearnLearner, ModelLearner
+
+
+def auto_policy(*, network: bool, n_pool: int | None) -> ComputePolicy:
+    """The policy of ``compute_saving="on"`` for a model class and an unlabeled pool of ``n_pool`` records
+    (docs/compute.md, "Policy per model class"; chosen on tuning seeds only).
+
+    networks  warm phases of 5 epochs on all labeled records (``replay=100``), a full retrain each time the
+              labeled set doubles, no drift check
+    others    a full retrain every 5 trainings or on validation drift > 0.02 (convex models warm-start from
+              the previous solution; estimators without ``warm_start``/``partial_fit`` retrain fully anyway)
+    large pools (``n_pool >= LARGE_POOL``)  inference skipping with a refresh every 8 loops and a cap of 10 %
+              of the unlabeled pool on re-inferred records; smaller pools: neither (they would save nothing)
+
+    >>> p = auto_policy(network=True, n_pool=1_000)
+    >>> p.full_every, p.full_growth, p.replay, p.skip_inference, p.candidates
+    (None, 2.0, 100.0, False, None)
+    """
+    large = n_pool is not None and int(n_pool) >= LARGE_POOL
+    reduce: dict[str, Any] = {"skip_inference": large, "refresh_every": 8, "candidates": 0.1 if large else None}
+    if network:
+        return ComputePolicy(
+            full_every=None, full_growth=2.0, drift_threshold=None, warm_epochs=5, replay=100.0, **reduce
+        )
+    return ComputePolicy(full_every=5, drift_threshold=0.02, **reduce)
+
+
+def resolve_compute(
+    value: Any, owner: str = "Campaign", *, model: Any = None, n_pool: int | None = None
+) -> ComputePolicy | None:
+    """``True``/``"on"`` → :func:`auto_policy` for ``model`` (a model name, estimator or learner; None: not a
+    network) and ``n_pool`` unlabeled records (None: a small pool); ``False``/``"off"``/None → None; a
+    policy (or its stored config dict) → itself, validated.
 
     >>> resolve_compute(ComputePolicy(candidates=0.1)).candidates
     0.1
@@ -143,7 +211,7 @@ def resolve_compute(value: Any, owner: str = "Campaign") -> ComputePolicy | None
     if isinstance(key, str | bool | type(None)) and key in _OFF:
         return None
     if isinstance(key, str | bool) and key in _ON:
-        return ComputePolicy().validate()
+        return auto_policy(network=is_network(model), n_pool=n_pool).validate()
     raise ConfigError(
         f"The 'compute_saving' parameter of {owner} must be True, False, 'on', 'off' or a ComputePolicy. Got {value!r}."
     )
@@ -172,6 +240,31 @@ def plan_features(history: Any, idx: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def lowest_k(key: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` smallest values of ``key``, ties to the lower position, in ascending position
+    order: the first ``k`` of a stable argsort as a set, in O(n) (a partition, no full sort).
+
+    >>> lowest_k(np.array([3.0, 1.0, 2.0, 1.0, 5.0]), 3).tolist()
+    [1, 2, 3]
+    >>> lowest_k(np.array([1.0, 0.0, 1.0, 1.0]), 2).tolist()
+    [0, 1]
+    >>> lowest_k(np.array([np.nan, 2.0, np.nan]), 2).tolist()
+    [0, 1]
+    """
+    key = np.asarray(key)
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    if k >= key.size:
+        return np.arange(key.size, dtype=np.int64)
+    kth = np.partition(key, k - 1)[k - 1]
+    if kth != kth:  # NaN sorts last: every number, then the first NaNs
+        below, ties = np.flatnonzero(~np.isnan(key)), np.flatnonzero(np.isnan(key))
+    else:
+        below, ties = np.flatnonzero(key < kth), np.flatnonzero(key == kth)
+    ties = ties[: k - below.size]
+    return np.sort(np.concatenate([below, ties]))
+
+
 def choose_inference(history: Any, idx: np.ndarray, loop: int, policy: ComputePolicy) -> np.ndarray:
     """The positions (a subset of ``idx``, in order) to infer at ``loop``; ``history`` is the engine's History.
 
@@ -193,9 +286,8 @@ def choose_inference(history: Any, idx: np.ndarray, loop: int, policy: ComputePo
         std = np.sqrt(np.maximum(np.asarray(feats["margin_var"], dtype=np.float64), 0.0))
         key = np.asarray(feats["margin_mean"], dtype=np.float64)[rest] - 2.0 * std[rest]
         n_slice = min(rest.size, math.ceil(float(policy.random_slice) * cap))
-        n_top = cap - n_slice
-        order = np.argsort(key, kind="stable")
-        top, others = rest[order[:n_top]], rest[order[n_top:]]
+        first = lowest_k(key, cap - n_slice)
+        top, others = rest[first], np.delete(rest, first)
         rng = np.random.default_rng([int(policy.seed), int(loop)])
         drawn = rng.choice(others, size=min(n_slice, others.size), replace=False) if others.size else others
         keep = np.zeros(idx.size, dtype=bool)

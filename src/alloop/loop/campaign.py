@@ -151,9 +151,10 @@ class Campaign:
                  when they fire, e.g. ``["stabilizing-predictions"]``; ``alloop report`` shows them all
     cluster      a Dask cluster (``local:2``, ``tcp://host:port`` or a distributed.Client) that ranks per-record
                  strategies over the stored snapshot (machine-specific: not stored, pass it again on resume)
-    compute_saving  True/"on", False/"off" or a :class:`alloop.compute.ComputePolicy`: warm-start/incremental
-                 training between periodic full retrains and inference only where it can change the decision
-                 (see docs/compute.md); TrainReport.mode says what ran, ``compute_savings()`` what it saved
+    compute_saving  True/"on" (the policy of the learner's model class and the pool size, ``auto_policy``),
+                 False/"off" or a :class:`alloop.compute.ComputePolicy`: warm-start/incremental training between
+                 periodic full retrains and inference only where it can change the decision (see
+                 docs/compute.md); TrainReport.mode says what ran, ``compute_savings()`` what it saved
     overwrite    start afresh in a directory that already holds a campaign
     """
 
@@ -225,6 +226,7 @@ class Campaign:
         pool_ids = as_id_array(pool, "pool")
         if pool_ids.size == 0:
             raise ConfigError("The 'pool' parameter of Campaign must hold at least one record id.")
+        config["compute_saving"] = self._check_compute(compute_saving, learner, pool_ids.size)  # "on": per model
         holdout_ids = None if holdout is None else as_id_array(holdout, "holdout")
         directory = Path(directory)
         config["engine_url"] = config["project_id"] = config["sharing"] = None
@@ -296,10 +298,10 @@ class Campaign:
         return out
 
     @staticmethod
-    def _check_compute(value: Any) -> dict[str, Any] | None:
+    def _check_compute(value: Any, learner: Any = None, n_pool: int | None = None) -> dict[str, Any] | None:
         from alloop.compute import resolve_compute
 
-        policy = resolve_compute(value, "Campaign")
+        policy = resolve_compute(value, "Campaign", model=learner, n_pool=n_pool)
         return None if policy is None else policy.to_config()
 
     @staticmethod

@@ -67,8 +67,9 @@ def run_simulation_on_cluster(
     ``cluster`` is a spec (``local``, ``local:N``, ``tcp://host:port``), a ``distributed.Client``, or
     ``None`` (``ALLOOP_DASK_SCHEDULER`` when set, else the tasks run one after another in this process).
     """
-    policy = resolve_compute(compute_saving, "run_simulation_on_cluster")
+    resolve_compute(compute_saving, "run_simulation_on_cluster")  # a wrong flag fails before the data are loaded
     setup = prepare(data, model, strategies, initial, batch, budget, seeds, test_size, target)
+    policy = resolve_compute(compute_saving, "run_simulation_on_cluster", model=model, n_pool=setup.n_train)
     dataset, specs, n_points = setup.dataset, setup.specs, setup.n_points
     initial, batch, budget, seeds, test_size = setup.initial, setup.batch, setup.budget, setup.seeds, setup.test_size
     curves = {spec: np.zeros((seeds, n_points)) for spec in specs}
