@@ -45,7 +45,10 @@ STRATEGIES = ("auto", "margin", "entropy", "random", "coreset", "portfolio", "le
 VALIDATION = ("val-xor", "val-checkerboard", "val-moons", "val-classification")
 VAL_TASK_SEED = 20_011
 #: cells of a strategy whose defaults changed are re-run (older cells carry no version = 1)
-VERSION = {"auto": 3}  # 3: explore=0.1, gamma=0.02 (chosen on VALIDATION only)
+VERSION = {"auto": 4}  # 3: explore=0.1, gamma=0.02; 4: algorithm='lcb' (chosen on VALIDATION only)
+#: the spec a strategy name runs as: auto with the cautious switching rule of session 3, until
+#: ``AutoStrategy``'s default ``algorithm`` is switched to "lcb" (then this entry changes nothing)
+SPECS = {"auto": "auto(algorithm='lcb')"}
 INITIAL, BATCH, BUDGET, TEST_SIZE = 20, 10, 300, 0.3
 
 
@@ -65,6 +68,7 @@ def selector_for(dataset: str) -> str | None:
 
 
 def spec_for(strategy: str, dataset: str) -> str:
+    strategy = SPECS.get(strategy, strategy)
     sel = selector_for(dataset)
     base, _, args = strategy.partition("(")
     args = args.rstrip(")")
@@ -181,7 +185,7 @@ def summarise(cells: dict[tuple[str, str, str, int], dict[str, Any]]) -> dict[st
     rows = []
     for (ds, model), by in sorted(groups.items()):
         seeds = sorted(set.intersection(*(set(v) for v in by.values())))
-        if len(seeds) < 2 or not {"auto", "margin", "random"} <= set(by):
+        if len(seeds) < 2 or not {"margin", "random"} <= set(by):  # tuning runs compare auto variants instead
             continue
         strategies = [s for s in STRATEGIES if s in by] + sorted(s for s in by if s not in STRATEGIES)
         A = {s: np.array([by[s][i] for i in seeds]) for s in strategies}
@@ -196,7 +200,26 @@ def summarise(cells: dict[tuple[str, str, str, int], dict[str, Any]]) -> dict[st
                 "vs_random": paired(A[s], A["random"]) if s != "random" else None,
             }
         rows.append(row)
-    return {"rows": rows, "targets": targets(rows)}
+    return {"rows": rows, "targets": targets(rows), "auto_margin_share": margin_share(cells)}
+
+
+def margin_share(cells: dict[tuple[str, str, str, int], dict[str, Any]]) -> dict[str, Any]:
+    """How often auto left margin: per cell, the share of recorded loops (every 5th, from loop 10) with π_margin < 1."""
+    import re
+
+    out: dict[str, list[float]] = {}
+    for (ds, model, strat, _), r in cells.items():
+        if strat != "auto":
+            continue
+        for text in r.get("reasons", []):
+            loop = int(text.split(":")[0].split()[1])
+            m = re.search(r"margin=([0-9.]+)", text)
+            if loop >= 10 and m:
+                out.setdefault(f"{ds}/{model}", []).append(float(m.group(1)))
+    return {
+        key: {"loops": len(v), "left_margin": float(np.mean(np.array(v) < 1.0)), "mean_margin_share": float(np.mean(v))}
+        for key, v in sorted(out.items())
+    }
 
 
 def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -206,6 +229,10 @@ def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for r in rows:
         st = r["strategies"]
         key = f"{r['dataset']}/{r['model']}"
+        for s, v in st.items():
+            rank_sum.setdefault(s, []).append(v["mean_rank"])
+        if "auto" not in st:
+            continue
         for base in ("margin", "random"):
             lo = st["auto"][f"vs_{base}"]["lower90"]
             out["non_inferiority"].append(
@@ -245,8 +272,6 @@ def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
                     "met": met,
                 }
             )
-        for s, v in st.items():
-            rank_sum.setdefault(s, []).append(v["mean_rank"])
     mean_rank = {s: float(np.mean(v)) for s, v in rank_sum.items()}
     out["mean_rank"] = dict(sorted(mean_rank.items(), key=lambda kv: kv[1]))
     out["auto_best_mean_rank"] = bool(mean_rank) and min(mean_rank, key=lambda s: mean_rank[s]) == "auto"
@@ -298,6 +323,8 @@ def markdown(summary: dict[str, Any]) -> str:
         "| --- | --- | --- |",
     ]
     for r in rows:
+        if "auto" not in r["strategies"]:
+            continue
         a = r["strategies"]["auto"]
 
         def cmp(p: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from sklearn.linear_model import LogisticRegression
 
 from alloop import SelectionEngine, Snapshot
 from alloop.bench import simulate
+from alloop.engine.portfolio import LCB_EXPLORE_LOOPS
 from alloop.engine.schedule import ARMS, candidate_subset, plan
 from alloop.records import RecordState
 from alloop.strategies import SelectionContext, make_strategy
@@ -83,7 +84,7 @@ def test_works_with_probabilities_only_and_says_why():
         sel = eng.recommend(4, loop=loop)
         eng.observe_labels(sel.ids, y[sel.ids])
     text = strat.explain()
-    assert text.startswith("auto[exp4p]: warm phase") and "learned=" in text and "coreset" not in text
+    assert text.startswith(f"auto[{strat.algorithm}]: warm phase") and "learned=" in text and "coreset" not in text
 
 
 def _clusters_covered(seed: int, embeddings: bool) -> int:
@@ -153,3 +154,36 @@ def test_explore_sets_a_strong_prior_toward_margin():
     assert plan(_ctx(labeled=40), explore=None).prior == plan(_ctx(labeled=40)).prior
     with pytest.raises(Exception, match="'explore' parameter of AutoStrategy"):
         AutoStrategy(explore=2.0).select(_ctx(labeled=40, emb=True), 3)
+
+
+def test_lcb_auto_is_margin_once_exploration_decayed_and_no_arm_is_credibly_better():
+    strat = AutoStrategy(algorithm="lcb", gamma=0.0, seed=2)
+    eng = SelectionEngine(strategy=strat, seed=0, classes=[0, 1])
+    eng.add_records(np.arange(300))
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, size=300)  # labels unrelated to the probabilities: every reward is noise
+    explored = 0
+    for loop in range(LCB_EXPLORE_LOOPS + 4):
+        unl = eng.pool.ids(RecordState.UNLABELED)
+        eng.ingest(Snapshot(ids=unl, probs=rng.dirichlet(np.ones(2), size=unl.size)), loop=loop)
+        sel = eng.recommend(6, loop=loop)
+        margin = eng.recommend(6, strategy="margin", loop=loop)
+        explored += sorted(sel.ids.tolist()) != sorted(margin.ids.tolist())
+        entry = strat.state_dict()["log"][-1]
+        if loop > LCB_EXPLORE_LOOPS:  # the other arms' prior share has decayed to 0 and none became credible
+            assert entry["pi"]["margin"] == 1.0 and all(b is None or b <= 0 for b in entry["lcb"].values())
+            assert sorted(sel.ids.tolist()) == sorted(margin.ids.tolist())
+            assert "margin=1.00" in sel.reason and sel.reason.count("auto[lcb]") == 1
+        eng.observe_labels(sel.ids, y[sel.ids])
+    assert explored >= 1  # early loops did spend part of the batch on the other arms
+
+
+def test_auto_defaults_to_the_cautious_rule_and_its_reason_shows_the_bounds():
+    from alloop.strategies import make_strategy
+    from alloop.strategies.auto import _bounds_text
+
+    assert make_strategy("auto").algorithm == "lcb"
+    assert _bounds_text({}) == ""
+    assert _bounds_text({"lcb": {"bounds": {"random": None}}}) == ""
+    text = _bounds_text({"lcb": {"bounds": {"random": -0.0123, "entropy": None, "coreset": 0.004}}})
+    assert text == "; lower bounds vs margin random=-0.0123, coreset=+0.0040"

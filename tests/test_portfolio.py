@@ -9,6 +9,7 @@ import pytest
 
 from alloop import SelectionEngine, Snapshot
 from alloop.engine.portfolio import (
+    LCB_EXPLORE_LOOPS,
     LOG_CAP,
     arm_probabilities,
     batch_credit,
@@ -124,7 +125,7 @@ def test_reward_is_the_change_in_importance_weighted_accuracy():
         assert after - before == pytest.approx(share * (acc1 - acc0))
 
 
-@pytest.mark.parametrize("algorithm", ["exp4p", "thompson"])
+@pytest.mark.parametrize("algorithm", ["exp4p", "thompson", "lcb"])
 def test_deterministic_for_a_seed_and_resumable_from_the_state(algorithm):
     _, _, a = _run(PortfolioStrategy(algorithm=algorithm, seed=3), loops=4)
     _, _, b = _run(PortfolioStrategy(algorithm=algorithm, seed=3), loops=4)
@@ -145,16 +146,22 @@ def test_deterministic_for_a_seed_and_resumable_from_the_state(algorithm):
     assert eng.recommend(5, loop=2).ids.tolist() == resumed
 
 
-def test_state_does_not_grow_with_the_number_of_loops():
-    strat = PortfolioStrategy(arms=("margin", "random"), seed=0)
+def _state_sizes(strat, loops):
+    """The JSON size of the strategy's state after each of ``loops`` loops on a 400-record pool."""
     eng, y, rng = _engine(strat, n=400)
     sizes = []
-    for loop in range(60):
+    for loop in range(loops):
         unl = eng.pool.ids(RecordState.UNLABELED)
         eng.ingest(Snapshot(ids=unl, probs=_probs(rng, unl.size)), loop=loop)
         sel = eng.recommend(5, loop=loop)
         eng.observe_labels(sel.ids, y[sel.ids])
         sizes.append(len(json.dumps(strat.state_dict())))
+    return sizes
+
+
+def test_state_does_not_grow_with_the_number_of_loops():
+    strat = PortfolioStrategy(arms=("margin", "random"), seed=0)
+    sizes = _state_sizes(strat, 60)
     assert len(strat.state_dict()["log"]) == LOG_CAP
     assert max(sizes[40:]) < 1.1 * min(sizes[40:])
 
@@ -241,3 +248,84 @@ def test_campaign_with_held_out_data_feeds_the_portfolio_and_resume_keeps_it(tmp
     again = Campaign.resume(tmp_path / "c", learner=learner(), labeler=oracle)
     assert again.engine.strategy.state_dict()["holdout"] == held  # the last loop's value was not yet in the state
     again.close()
+
+
+# ---- "lcb": margin unless another arm is credibly better ------------------------------------------------------
+def _lcb_state(arms=("margin", "random", "learned"), prior=(0.9, 0.05, 0.05)):
+    return new_state(list(arms), prior=dict(zip(arms, prior, strict=True)))
+
+
+def _lcb_loop(st, loop, credit, reward, arms=("margin", "random", "learned")):
+    st["loop"] = loop  # what the strategy's _advance does once per new loop
+    update(st, credit, reward=reward, algorithm="lcb", eta=1.0)
+    return arm_probabilities(st, list(arms), "lcb", np.random.default_rng(0))
+
+
+def test_lcb_keeps_paired_differences_with_margin_per_arm():
+    st = _lcb_state()
+    seq = [({"margin": 0.5, "random": 2.0}, 0.04), ({"margin": 1.5, "learned": 0.5}, -0.02), ({"margin": 1.0}, 0.01)]
+    for credit, r in seq:
+        update(st, credit, reward=r, algorithm="lcb", eta=1.0)
+    d_random = [r * (c.get("random", 0.0) - c["margin"]) for c, r in seq]
+    d_learned = [r * (c.get("learned", 0.0) - c["margin"]) for c, r in seq]
+    for arm, d in (("random", d_random), ("learned", d_learned)):
+        s = st["arms"][arm]["d"]
+        assert s["n"] == 3 and s["mean"] == pytest.approx(np.mean(d)) and s["m2"] == pytest.approx(np.var(d) * 3)
+    assert "d" not in st["arms"]["margin"]  # the baseline is not compared with itself
+    assert st["arms"]["margin"]["log_w"] == pytest.approx(0.0)  # lcb leaves the prior weights alone
+    assert st["arms"]["random"]["log_w"] == pytest.approx(np.log(0.05 / 0.9))
+    assert st["arms"]["random"]["sum"] == pytest.approx(sum(r * c.get("random", 0) / sum(c.values()) for c, r in seq))
+
+
+def test_lcb_moves_the_batch_to_an_arm_that_is_credibly_better():
+    rng = np.random.default_rng(0)
+    st = _lcb_state()
+    shares = []
+    for loop in range(20):
+        # the more of the batch random gave, the larger the accuracy gain that followed (plus noise)
+        g_r = float(rng.uniform(1.0, 2.0))
+        reward = 0.005 + 0.02 * (g_r - 1.0) + float(rng.normal(0, 0.002))
+        pi = _lcb_loop(st, loop, {"margin": 1.0, "random": g_r, "learned": 1.0}, reward)
+        shares.append(pi)
+    shares = np.array(shares)
+    assert shares[:3, 1] == pytest.approx([0.05, 0.05 * 5 / 6, 0.05 * 4 / 6])  # decaying prior at first
+    assert shares[-1, 1] > 0.5 and shares[-1].sum() == pytest.approx(1.0)  # then random takes most of the batch
+    assert shares[-1, 2] == 0.0  # learned (no better than margin) has decayed to the floor
+    assert st["lcb"]["bounds"]["random"] > 0 and st["lcb"]["loops"] == 20
+
+
+def test_lcb_stays_on_margin_when_rewards_are_noise():
+    credible = total = 0
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        st = _lcb_state()
+        for loop in range(28):  # a campaign of the benchmark's length
+            g = rng.uniform(0.0, 2.0, size=2)
+            pi = _lcb_loop(st, loop, {"margin": 1.0, "random": float(g[0]), "learned": float(g[1])}, rng.normal(0, 0.1))
+            if loop >= LCB_EXPLORE_LOOPS:
+                total += 1
+                credible += pi[0] < 1.0
+    assert credible / total < 0.1  # margin keeps the whole batch on (almost) every loop after the decay
+
+
+def test_lcb_counts_each_loop_once_and_decays_to_the_floor():
+    st = _lcb_state()
+    rng = np.random.default_rng(0)
+    for _ in range(3):  # the same loop asked three times (score() and select() in one loop)
+        st["loop"] = 0
+        first = arm_probabilities(st, ["margin", "random", "learned"], "lcb", rng)
+    assert st["lcb"]["loops"] == 1 and first.tolist() == pytest.approx([0.9, 0.05, 0.05])
+    for loop in range(1, LCB_EXPLORE_LOOPS + 2):
+        st["loop"] = loop
+        pi = arm_probabilities(st, ["margin", "random", "learned"], "lcb", rng)
+    assert pi.tolist() == [1.0, 0.0, 0.0]
+
+
+def test_lcb_state_is_bounded_and_logs_its_bounds_per_loop():
+    strat = PortfolioStrategy(arms=("margin", "random"), algorithm="lcb", seed=0)
+    sizes = _state_sizes(strat, 50)
+    st = strat.state_dict()
+    assert st["arms"]["random"]["d"]["n"] == 48  # one paired difference per reward (from loop 2 on)
+    assert st["log"][-1]["lcb_loop"] == 50 and "random" in st["log"][-1]["lcb"]
+    assert max(sizes[40:]) < 1.1 * min(sizes[40:])
+    assert strat.explain().startswith("portfolio[lcb]")

@@ -15,6 +15,18 @@ rewarded with ``IW-ACC_t − IW-ACC_{t−1}``, each in proportion to its importa
 >>> update(st, credit, reward=0.1, algorithm="exp4p", eta=2.0)
 >>> bool(st["arms"]["margin"]["log_w"] > np.log(0.75))
 True
+
+``algorithm="lcb"`` is the cautious variant ``auto`` uses: margin (the safe fallback) keeps the batch unless
+another arm is *credibly* better. Every reward gives each arm a paired difference with margin,
+``d_t(a) = r_t · (g_a − g_margin)`` (the EXP4 reward estimates of the two arms from the same batch); an arm's
+share grows only while the one-sided lower confidence bound of the mean of its ``d`` is above 0, and otherwise
+decays from its prior to :data:`LCB_FLOOR` over the first :data:`LCB_EXPLORE_LOOPS` loops.
+
+>>> st = new_state(["margin", "random"], prior={"margin": 0.9, "random": 0.1})
+>>> for _ in range(8):
+...     update(st, {"margin": 0.2, "random": 1.5}, reward=0.05, algorithm="lcb", eta=1.0)
+>>> arm_probabilities(st, ["margin", "random"], "lcb", np.random.default_rng(0)).round(2).tolist()
+[0.2, 0.8]
 """
 
 from __future__ import annotations
@@ -26,6 +38,11 @@ import numpy as np
 
 __all__ = [
     "ALGORITHMS",
+    "LCB_EXPLORE_LOOPS",
+    "LCB_FLOOR",
+    "LCB_LEVEL",
+    "LCB_MAX_SHARE",
+    "LCB_MIN_N",
     "LOG_CAP",
     "arm_probabilities",
     "batch_credit",
@@ -34,13 +51,31 @@ __all__ = [
     "new_state",
     "draw_batch",
     "holdout_reward",
+    "lcb_probabilities",
+    "look_level",
+    "lower_bound",
+    "paired_update",
+    "t_quantile",
     "update",
 ]
 
-ALGORITHMS = ("exp4p", "thompson")
+ALGORITHMS = ("exp4p", "thompson", "lcb")
 #: per-loop log entries kept in the state (older ones are dropped: the state does not grow with loops)
 LOG_CAP = 32
 _SIGMA = 0.05  # prior std of a reward (an accuracy change) for Thompson sampling
+#: "lcb": the safe arm every other arm is compared with (the first arm when it is not in the portfolio)
+BASELINE = "margin"
+#: "lcb": one-sided confidence level of the lower bounds, jointly over all arms and loops (a union bound:
+#: the n-th look at one of m arms uses level 1 − (1 − LCB_LEVEL) / (m · n · (n + 1)), see :func:`look_level`)
+LCB_LEVEL = 0.90
+#: "lcb": paired differences an arm needs before it can be credibly better
+LCB_MIN_N = 4
+#: "lcb": loops over which the non-baseline arms' prior share decays (linearly) to LCB_FLOOR
+LCB_EXPLORE_LOOPS = 6
+#: "lcb": share each non-baseline arm keeps (relative to its prior) after the decay
+LCB_FLOOR = 0.0
+#: "lcb": the most the credibly better arms take together (the baseline keeps the rest)
+LCB_MAX_SHARE = 0.8
 
 
 def new_state(arms: Sequence[str], prior: dict[str, float] | None = None) -> dict[str, Any]:
@@ -71,7 +106,9 @@ def ensure_arms(state: dict[str, Any], arms: Sequence[str], prior: dict[str, flo
 def arm_probabilities(
     state: dict[str, Any], arms: Sequence[str], algorithm: str, rng: np.random.Generator
 ) -> np.ndarray:
-    """``π`` over ``arms``: normalised EXP4.P weights, or a one-hot Thompson draw."""
+    """``π`` over ``arms``: normalised EXP4.P weights, a one-hot Thompson draw, or the "lcb" shares."""
+    if algorithm == "lcb":
+        return lcb_probabilities(state, arms)
     entries = [state["arms"][a] for a in arms]
     if algorithm == "thompson":
         prior_mean = np.array([e["log_w"] for e in entries])
@@ -156,16 +193,27 @@ def update(
     eta: float,
     arms: Sequence[str] | None = None,
 ) -> None:
-    """Credit ``reward`` to the arms in proportion to ``credit`` (EXP4.P log-weights or Thompson statistics)."""
+    """Credit ``reward`` to the arms in proportion to ``credit`` (EXP4.P log-weights or Thompson statistics).
+
+    With ``algorithm="lcb"`` the log-weights keep their priors and each arm other than the baseline gets one
+    paired difference ``reward · (g_a − g_baseline)`` (arms absent from ``credit`` count ``g = 0``).
+    """
     if not isinstance(credit, dict):
         names = list(arms) if arms is not None else list(state["arms"])
         credit = {a: float(c) for a, c in zip(names, credit, strict=False)}
+    if algorithm == "lcb":
+        base = _baseline(state["arms"])
+        g_base = float(credit.get(base, 0.0))
+        for a, e in state["arms"].items():
+            if a != base:
+                e["d"] = paired_update(e.get("d"), reward * (float(credit.get(a, 0.0)) - g_base))
     total = sum(credit.values()) or 1.0
     for a, g in credit.items():
         e = state["arms"].get(a)
         if e is None:
             continue
-        e["log_w"] = float(e["log_w"] + eta * reward * g)
+        if algorithm != "lcb":
+            e["log_w"] = float(e["log_w"] + eta * reward * g)
         share = g / total
         e["n"] = float(e["n"] + share)
         e["sum"] = float(e["sum"] + share * reward)
@@ -176,5 +224,114 @@ def update(
 
 
 def append_log(state: dict[str, Any], entry: dict[str, Any]) -> None:
+    """Keep one loop's entry (the last :data:`LOG_CAP`); with "lcb", its lower bounds per arm are added."""
+    if "lcb" in state:
+        entry = {**entry, "lcb": dict(state["lcb"]["bounds"]), "lcb_loop": state["lcb"]["loops"]}
     state["log"].append(entry)
     del state["log"][:-LOG_CAP]
+
+
+# ---- "lcb": margin unless another arm is credibly better ----------------------------------------------------
+def _baseline(arms: Sequence[str] | dict[str, Any]) -> str:
+    names = list(arms)
+    return BASELINE if BASELINE in names or not names else names[0]
+
+
+def paired_update(stats: dict[str, float] | None, d: float) -> dict[str, float]:
+    """Welford's running mean and sum of squared deviations of the paired differences (O(1) per arm).
+
+    >>> s = None
+    >>> for d in (1.0, 2.0, 6.0):
+    ...     s = paired_update(s, d)
+    >>> s
+    {'n': 3.0, 'mean': 3.0, 'm2': 14.0}
+    """
+    n, mean, m2 = (0.0, 0.0, 0.0) if not stats else (stats["n"], stats["mean"], stats["m2"])
+    n += 1.0
+    delta = d - mean
+    mean += delta / n
+    m2 += delta * (d - mean)
+    return {"n": n, "mean": float(mean), "m2": float(m2)}
+
+
+def t_quantile(level: float, df: float) -> float:
+    """The Student-t quantile (exact, scipy; the per-look levels of :func:`look_level` are far in the tail).
+
+    >>> round(t_quantile(0.9, 19), 3)
+    1.328
+    """
+    from scipy.stats import t
+
+    return float(t.ppf(level, df))
+
+
+def lower_bound(stats: dict[str, float] | None, level: float = LCB_LEVEL) -> float:
+    """One-sided ``level`` lower confidence bound of the mean paired difference (−inf below 2 observations).
+
+    >>> lower_bound({"n": 3.0, "mean": 3.0, "m2": 14.0}) < 3.0 < lower_bound({"n": 30.0, "mean": 3.0, "m2": 14.0}) + 1
+    True
+    """
+    if not stats or stats["n"] < 2:
+        return float("-inf")
+    n = stats["n"]
+    se = np.sqrt(stats["m2"] / (n - 1) / n)
+    return float(stats["mean"] - t_quantile(level, n - 1) * se)
+
+
+def look_level(n: float, m: int, level: float = LCB_LEVEL) -> float:
+    """Per-look level so that the bounds of ``m`` arms hold at every loop at once with probability ``level``.
+
+    ``Σ_n 1 / (n (n + 1)) = 1``, so spending ``(1 − level) / (m n (n + 1))`` at the n-th look of each arm keeps
+    the chance that any arm ever looks credibly better by noise alone below ``1 − level`` (repeated looks
+    at a fixed 90 % bound would switch away from margin on ≈ 12 % of loops of a pure-noise campaign).
+
+    >>> round(look_level(1, 1), 3), round(look_level(4, 2), 4)
+    (0.95, 0.9975)
+    """
+    return 1.0 - (1.0 - level) / (max(m, 1) * n * (n + 1.0))
+
+
+def lcb_probabilities(state: dict[str, Any], arms: Sequence[str]) -> np.ndarray:
+    """``π`` for "lcb": the baseline keeps the batch unless another arm is credibly better.
+
+    An arm whose lower bound (:func:`lower_bound` at :func:`look_level`, at least :data:`LCB_MIN_N`
+    differences) is above 0 gets
+    a share that grows with its t-statistic: from its decayed prior at the critical value to
+    :data:`LCB_MAX_SHARE` (split in proportion to the bounds when several arms are credible) at twice it.
+    The other non-baseline arms keep their prior share times ``max(1 − loops / LCB_EXPLORE_LOOPS, 0)``
+    (never below :data:`LCB_FLOOR` × prior); loops are counted once per new ``state["loop"]``. The bounds and
+    the loop count are kept in ``state["lcb"]`` (shown in the per-loop log).
+    """
+    info = state.setdefault("lcb", {"loops": 0, "seen": None, "bounds": {}})
+    if state.get("loop") is not None and info["seen"] != state["loop"]:
+        info["loops"], info["seen"] = int(info["loops"]) + 1, state["loop"]
+    base = _baseline(arms)
+    logw = np.array([state["arms"][a]["log_w"] for a in arms])
+    prior = np.exp(logw - logw.max())
+    prior /= prior.sum()
+    decay = float(np.clip(1.0 - (int(info["loops"]) - 1) / LCB_EXPLORE_LOOPS, LCB_FLOOR, 1.0))
+    pi = np.zeros(len(arms))
+    strength: dict[int, tuple[float, float]] = {}  # arm position -> (growth in [0, 1], lower bound)
+    bounds: dict[str, float | None] = {}
+    for j, a in enumerate(arms):
+        if a == base:
+            continue
+        d = state["arms"][a].get("d")
+        level = look_level(d["n"], len(arms) - 1) if d else LCB_LEVEL
+        lo = lower_bound(d, level) if d and d["n"] >= LCB_MIN_N else float("-inf")
+        bounds[a] = round(lo, 5) if np.isfinite(lo) else None
+        pi[j] = prior[j] * decay
+        if d and lo > 0:
+            se = float(np.sqrt(d["m2"] / (d["n"] - 1) / d["n"]))
+            crit = t_quantile(level, d["n"] - 1)
+            growth = 1.0 if se == 0 else float(np.clip(d["mean"] / se / crit - 1.0, 0.0, 1.0))
+            strength[j] = (growth, lo)
+    info["bounds"] = bounds
+    total_lo = sum(lo for _, lo in strength.values())
+    for j, (growth, lo) in strength.items():
+        target = LCB_MAX_SHARE * lo / total_lo
+        pi[j] = max(pi[j], pi[j] + growth * (target - pi[j]))
+    if base in arms:
+        pi[list(arms).index(base)] = max(1.0 - pi.sum(), 0.0)
+    total = pi.sum()
+    return pi / total if total > 0 else np.full(len(arms), 1.0 / max(len(arms), 1))

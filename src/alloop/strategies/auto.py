@@ -360,8 +360,15 @@ class _Bandit(_Stateful):
             + ", ".join(f"{a}:{n}" for a, n in from_arm.items() if n)
             + (f"; last reward {reward:+.4f}" if reward is not None else "")
             + (f"; last held-out reward {r_ho:+.4f}" if r_ho is not None else "")
+            + _bounds_text(st)
         )
         return chosen, q
+
+
+def _bounds_text(st: dict[str, Any]) -> str:
+    """The lower confidence bounds vs margin of the ``lcb`` rule, for the reason (empty before any exists)."""
+    bounds = {a: b for a, b in (st.get("lcb") or {}).get("bounds", {}).items() if b is not None}
+    return "; lower bounds vs margin " + ", ".join(f"{a}={b:+.4f}" for a, b in bounds.items()) if bounds else ""
 
 
 def _arm_select(arm: Strategy, ctx: SelectionContext, k: int) -> np.ndarray:
@@ -438,7 +445,7 @@ class AutoStrategy(_Bandit):
     def __init__(
         self,
         *,
-        algorithm: str = "exp4p",
+        algorithm: str = "lcb",
         gamma: float = 0.02,
         eta: float = 2.0,
         max_selection_seconds: float | None = None,
