@@ -77,3 +77,15 @@ def test_core_import_does_not_load_optional_extras():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_import_alloop_stays_light():
+    """``import alloop`` must not pull scipy.stats/scipy.special or pandas (together ~0.8 s per process, measured):
+    every CLI call, Dask worker and simulation child pays it."""
+    import subprocess
+    import sys
+
+    heavy = "('scipy.stats', 'scipy.special', 'pandas')"
+    code = f"import sys, alloop; print(sorted(m for m in {heavy} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
