@@ -204,6 +204,33 @@ def test_default_policy_sends_only_ids_and_probabilities(server, tmp_path):
     recorder.close()
 
 
+def test_hashed_ids_never_leave_the_client_and_selections_map_back(server):
+    from alloop import SelectionEngine
+    from alloop.loop import RemoteEngine
+
+    sent: list[bytes] = []
+    recorder = httpx.Client(event_hooks={"request": [lambda r: sent.append(r.read())]}, timeout=60)
+    policy = SharingPolicy.with_new_key()
+    engine = RemoteEngine(server.url, ADMIN, classes=[0, 1, 2], client=recorder, policy=policy, chunk_rows=20)
+    rng = np.random.default_rng(3)
+    ids = np.arange(1_000_003, 1_000_003 + 60)  # ids that cannot appear in a body by accident
+    probs = rng.dirichlet(np.ones(3), size=ids.size)
+    local = SelectionEngine("margin", classes=[0, 1, 2])
+    for eng in (engine, local):
+        eng.add_records(ids)
+        eng.ingest(Snapshot(ids=ids, probs=probs), loop=0)
+        eng.observe_labels(ids[:4], [0, 1, 2, 0])
+    got = engine.recommend(5, loop=1)
+    assert got.ids.tolist() == local.recommend(5, loop=1).ids.tolist()  # mapped back to the caller's ids
+    text = b"".join(sent)
+    assert sent and not any(str(int(i)).encode() in text for i in ids)  # neither in JSON nor in Arrow bodies
+    hashed = policy.encode_ids(ids)
+    assert all(len(h) == 32 for h in hashed) and hashed[0].encode() in text  # the engine saw HMACs instead
+    other = SharingPolicy.with_new_key().encode_ids(ids)
+    assert not set(other.tolist()) & set(hashed.tolist())  # another key, other ids: the key decides
+    recorder.close()
+
+
 def test_strategy_needing_unshared_metadata_is_refused(server):
     from alloop.loop import RemoteEngine
 
