@@ -261,3 +261,22 @@ def test_context_holds_only_what_the_strategy_needs_and_explains_what_is_missing
     assert "1 unlabeled records lack the metadata it needs" in sel.reason
     ctx = engine.context(_NeedsEmbeddings())
     assert ctx.available == {"embeddings"} and np.isfinite(ctx.embeddings).all()
+
+
+def test_locate_checks_every_part_before_anything_is_folded():
+    from alloop.errors import DataError
+
+    eng = SelectionEngine("margin", classes=[0, 1])
+    eng.add_records([10, 11, 12, 13])
+    p = np.array([[0.6, 0.4], [0.3, 0.7]])
+    a, b = Snapshot(ids=[10, 11], probs=p), Snapshot(ids=[12, 11], probs=p)
+    with pytest.raises(DataError, match="11 appears in two parts"):
+        eng.locate([a, b])
+    with pytest.raises(UnknownRecordError):
+        eng.locate([a, Snapshot(ids=[99, 12], probs=p)])
+    with pytest.raises(DataError, match="Part 1 of the snapshot does not match"):
+        eng.locate([a, Snapshot(ids=[12, 13], probs=p, embeddings=np.ones((2, 3)))])
+    assert eng.history.loops_seen == 0
+    eng.ingest_located(eng.locate([a, Snapshot(ids=[12, 13], probs=p)]), loop=0)
+    assert eng.history.loops_seen == 1 and eng.history.seen[:4].all()
+    assert eng.recommend(1, loop=1).ids.tolist() == [10]  # margin 0.2 ties: the lowest pool index first

@@ -193,3 +193,24 @@ def test_prepared_arrays_adopted_give_the_same_state_and_are_refused_once_histor
     assert not h.adopt(late) and h.capacity == 64  # data folded already: the late arrays are dropped
     other = History(window=4)
     assert not other.adopt(History(window=3).prepared(8, 4))  # parameters differ
+
+
+def test_folding_a_pass_in_parts_equals_folding_it_whole():
+    rng = np.random.default_rng(8)
+    order = rng.permutation(30)
+    whole, parted = History(), History()
+    for loop in range(3):
+        snap = _snapshot(rng, order, dim=4)
+        whole.update(order, snap, loop=loop)
+        cuts = [(order[a:b], snap.subset(slice(a, b))) for a, b in ((0, 7), (7, 19), (19, 30))]
+        parted.update_parts(cuts, loop=loop)
+    for name in ("probs", "count", "predicted", "flips", "tod_sum", "drift_sum", "drift_count", "embeddings"):
+        np.testing.assert_array_equal(getattr(parted, name), getattr(whole, name), err_msg=name)
+    for s in ("confidence", "margin", "entropy"):
+        for a, b in ((parted.m2, whole.m2), (parted.ewm, whole.ewm), (parted.ring, whole.ring)):
+            np.testing.assert_array_equal(a[s], b[s], err_msg=s)
+    assert parted.loops_seen == whole.loops_seen == 3
+    assert parted.last_index.tolist() == whole.last_index.tolist()  # the parts, concatenated on first use
+    np.testing.assert_array_equal(parted.last_snapshot.embeddings, whole.last_snapshot.embeddings)
+    parted.forget(order[:2])
+    assert not np.isin(order[:2], parted.last_index).any() and parted.last_snapshot.n_records == 28

@@ -164,7 +164,7 @@ def test_commit_rejects_an_id_sent_in_two_chunks(tmp_path):
     svc.add_records(pid, [1, 2, 3])
     for c, ids in enumerate(([1, 2], [2, 3])):
         svc.put_chunk(pid, 0, c, arrow_ipc_bytes(Snapshot(ids=ids, probs=[[0.5, 0.5], [0.1, 0.9]]).to_arrow()))
-    with pytest.raises(DataError, match="the id 2 appears more than once"):
+    with pytest.raises(DataError, match="The id 2 appears in two parts of one snapshot"):
         svc.commit_snapshot(pid, 0, 2)
     assert svc.status(pid)["snapshots"] == []
     svc.close()

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from alloop._validation import check_int
-from alloop.errors import ConfigError, LabelError, PoolExhaustedError, StateError
+from alloop.errors import ConfigError, DataError, LabelError, PoolExhaustedError, StateError
 from alloop.metadata import History, Snapshot
 from alloop.records import Pool, RecordState, as_id_array
 from alloop.strategies import SelectionContext, Strategy, make_strategy, top_k
@@ -77,10 +77,33 @@ class SelectionEngine:
     # ---- metadata and labels ---------------------------------------------------------------------
     def ingest(self, snapshot: Snapshot, *, loop: int | None = None) -> None:
         """Fold one INFER pass into History; every id must be in the pool."""
-        if self.classes is not None:
-            snapshot = snapshot.aligned_to(self.classes)
-        idx = self.pool.index_of(snapshot.ids, "snapshot.ids")
-        self.history.update(idx, snapshot, self.loop if loop is None else loop)
+        self.ingest_located(self.locate([snapshot]), loop=loop)
+
+    def locate(self, snapshots: Sequence[Snapshot]) -> list[tuple[np.ndarray, Snapshot]]:
+        """``(pool indices, snapshot aligned to the classes)`` for each part of one INFER pass; raises before
+        anything changes when an id is not in the pool or appears in two parts."""
+        Snapshot.check_parts(snapshots)
+        out = []
+        seen = np.zeros(self.pool.capacity, dtype=bool) if len(snapshots) > 1 else None
+        for snap in snapshots:
+            if self.classes is not None:
+                snap = snap.aligned_to(self.classes)
+            idx = self.pool.index_of(snap.ids, "snapshot.ids")
+            if seen is not None:
+                again = seen[idx]
+                if again.any():
+                    j = int(np.argmax(again))
+                    raise DataError(
+                        f"The id {snap.ids[j : j + 1].tolist()[0]!r} appears in two parts of one snapshot; "
+                        "send each record once per INFER pass."
+                    )
+                seen[idx] = True
+            out.append((idx, snap))
+        return out
+
+    def ingest_located(self, parts: Sequence[tuple[np.ndarray, Snapshot]], *, loop: int | None = None) -> None:
+        """Fold the parts of one INFER pass that :meth:`locate` returned (no concatenated copy is made)."""
+        self.history.update_parts(parts, self.loop if loop is None else loop)
 
     def class_positions(self, y: Any, field: str = "y") -> np.ndarray:
         values = list(np.asarray(y, dtype=object).tolist()) if not isinstance(y, list) else y

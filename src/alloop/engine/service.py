@@ -466,18 +466,20 @@ class EngineService:
             missing = sorted(set(range(n_chunks)) - set(have))
             if missing:
                 raise StateError(f"Chunks {missing[:10]} of loop {loop} were never uploaded; upload them, then commit.")
-            snap = Snapshot.concat([self._chunk(pid, loop, c, have[c]) for c in range(n_chunks)])
             eng = self.engine(pid)
-            eng.pool.index_of(snap.ids, "snapshot ids")
+            # every check (same columns, ids known and unique across chunks) before the commit is recorded; the
+            # chunks are folded as they are, not copied into one snapshot
+            parts = eng.locate([self._chunk(pid, loop, c, have[c]) for c in range(n_chunks)])
+            n_rows = sum(int(idx.size) for idx, _ in parts)
             with self.db.begin() as conn:
                 conn.execute(
                     sa.insert(S.snapshots).values(
-                        project_id=pid, loop=loop, n_chunks=n_chunks, n_rows=snap.n_records, committed_at=time.time()
+                        project_id=pid, loop=loop, n_chunks=n_chunks, n_rows=n_rows, committed_at=time.time()
                     )
                 )
             self._pending.pop(pid, None)
-            eng.ingest(snap, loop=loop)
-        return {"status": "committed", "loop": loop, "n_rows": snap.n_records}
+            eng.ingest_located(parts, loop=loop)
+        return {"status": "committed", "loop": loop, "n_rows": n_rows}
 
     def _chunk(self, pid: str, loop: int, chunk: int, digest: str) -> Snapshot:
         """A stored chunk: the validated one kept from its upload when it is the stored version, else its file."""

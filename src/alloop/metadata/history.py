@@ -23,7 +23,7 @@ with the number of loops. Every feature and its formula is listed in ``docs/engi
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -191,8 +191,8 @@ class History:
         self.ring = {s: np.empty((0, 0), dtype=np.float32) for s in SERIES}  # (window, capacity): slot-major
         self.embeddings: np.ndarray | None = None
         self._emb_file: np.memmap | None = None
-        self.last_snapshot: Snapshot | None = None
-        self.last_index: np.ndarray | None = None
+        self._last_parts: list[tuple[np.ndarray, Snapshot]] = []  # the latest pass, as folded
+        self._last: tuple[Snapshot, np.ndarray] | None = None  # ... concatenated on first use
         self.loops_seen = 0
         self.loop = -1  # the loop of the latest update
         self._checked = False
@@ -347,30 +347,62 @@ class History:
 
     def update(self, index: np.ndarray, snapshot: Snapshot, loop: int) -> None:
         """Fold one INFER pass (rows at pool ``index``) into the statistics."""
-        index = np.asarray(index, dtype=np.int64)
-        if index.shape != (snapshot.n_records,):
-            raise DataError("History.update: 'index' must give one pool index per snapshot row.")
-        if self.n_classes is not None and snapshot.n_classes != self.n_classes:
-            raise DataError(
-                f"'probs' has {snapshot.n_classes} columns but earlier snapshots had {self.n_classes}; "
-                "the class set must stay the same across loops."
-            )
+        self.update_parts([(index, snapshot)], loop)
+
+    def update_parts(self, parts: Sequence[tuple[np.ndarray, Snapshot]], loop: int) -> None:
+        """Fold one INFER pass given in parts, ``(pool index, snapshot)`` each (e.g. a service's upload chunks):
+        the same result as :meth:`update` with the parts concatenated, without the copy. Indices must be unique
+        across the parts (the caller checks: :meth:`SelectionEngine.locate`)."""
+        checked = []
+        for index, snapshot in parts:
+            index = np.asarray(index, dtype=np.int64)
+            if index.shape != (snapshot.n_records,):
+                raise DataError("History.update: 'index' must give one pool index per snapshot row.")
+            if snapshot.n_classes != (self.n_classes if self.n_classes is not None else parts[0][1].n_classes):
+                raise DataError(
+                    f"'probs' has {snapshot.n_classes} columns but earlier snapshots had "
+                    f"{self.n_classes or parts[0][1].n_classes}; the class set must stay the same across loops."
+                )
+            checked.append((index, snapshot))
+        if not checked:
+            return
         self._check()
-        self.reserve(int(index.max()) + 1 if index.size else 0, snapshot.n_classes, snapshot.probs.dtype)
-        if snapshot.probs.dtype == np.float64 and self.probs.dtype != np.float64:
+        top = max((int(i.max()) + 1 for i, _ in checked if i.size), default=0)
+        first = checked[0][1]
+        self.reserve(top, first.n_classes, first.probs.dtype)
+        if any(sn.probs.dtype == np.float64 for _, sn in checked) and self.probs.dtype != np.float64:
             self.probs = self.probs.astype(np.float64)  # a float64 pass after float32 ones: never round it
-        # rows are independent: fold them in blocks so temporaries stay in cache instead of costing fresh pages
-        block = 65536
-        for start in range(0, index.size, block):
-            self._fold(index[start : start + block], snapshot.probs[start : start + block], loop)
-        if snapshot.embeddings is not None:
-            self._update_embeddings(index, snapshot.embeddings)
-        if snapshot.dynamics:
-            self._update_dynamics_from(index, snapshot.dynamics)
-        self.last_snapshot = snapshot
-        self.last_index = index
+        for index, snapshot in checked:
+            # rows are independent: fold them in blocks so temporaries stay in cache instead of costing fresh pages
+            block = 65536
+            for start in range(0, index.size, block):
+                self._fold(index[start : start + block], snapshot.probs[start : start + block], loop)
+            if snapshot.embeddings is not None:
+                self._update_embeddings(index, snapshot.embeddings)
+            if snapshot.dynamics:
+                self._update_dynamics_from(index, snapshot.dynamics)
+        self._last_parts = checked
+        self._last = None
         self.loops_seen += 1
         self.loop = max(self.loop, int(loop))
+
+    def _last_pass(self) -> tuple[Snapshot, np.ndarray] | None:
+        if self._last is None and self._last_parts:
+            snaps = [sn for _, sn in self._last_parts]
+            self._last = (Snapshot.concat(snaps), np.concatenate([i for i, _ in self._last_parts]))
+        return self._last
+
+    @property
+    def last_snapshot(self) -> Snapshot | None:
+        """The latest INFER pass (its parts concatenated on first use)."""
+        last = self._last_pass()
+        return None if last is None else last[0]
+
+    @property
+    def last_index(self) -> np.ndarray | None:
+        """Pool indices of :attr:`last_snapshot`'s rows."""
+        last = self._last_pass()
+        return None if last is None else last[1]
 
     def _fold(self, index: np.ndarray, probs: np.ndarray, loop: int) -> None:
         """Fold the probabilities of records at ``index`` (unique) into the per-record statistics."""
@@ -513,11 +545,12 @@ class History:
                 self.ring[s][:, index] = np.nan
         if self.embeddings is not None:
             self.embeddings[index] = np.nan
-        if self.last_snapshot is not None and self.last_index is not None:
-            keep = ~np.isin(self.last_index, index)
+        last = self._last_pass()
+        if last is not None:
+            keep = ~np.isin(last[1], index)
             if not keep.all():
-                self.last_snapshot = self.last_snapshot.subset(keep)
-                self.last_index = self.last_index[keep]
+                self._last_parts = [(last[1][keep], last[0].subset(keep))]
+                self._last = None
 
     # ---- reading -----------------------------------------------------------------------------------
     def variance(self, series: str) -> np.ndarray:

@@ -255,19 +255,13 @@ class Snapshot:
             object.__setattr__(obj, f.name, value)
         return obj
 
-    @classmethod
-    def concat(cls, parts: Sequence[Snapshot]) -> Snapshot:
-        """Rows of several snapshots of one INFER pass (e.g. upload chunks) as one; ids must stay unique.
-
-        >>> a = Snapshot(ids=[1], probs=[[0.2, 0.8]]); b = Snapshot(ids=[2], probs=[[0.6, 0.4]])
-        >>> Snapshot.concat([a, b]).ids.tolist()
-        [1, 2]
-        """
+    @staticmethod
+    def check_parts(parts: Sequence[Snapshot]) -> Snapshot:
+        """The first of several snapshots of one INFER pass, after checking that they all have the same columns
+        (ids type, classes, task, embedding width, samples, dynamics); ids across parts are not checked here."""
         if not parts:
-            raise DataError("Snapshot.concat needs at least one snapshot.")
+            raise DataError("A snapshot needs at least one part.")
         head = parts[0]
-        if len(parts) == 1:
-            return head
         for j, p in enumerate(parts[1:], 1):
             same = (
                 p.n_classes == head.n_classes
@@ -286,6 +280,19 @@ class Snapshot:
                     f"Part {j} of the snapshot does not match part 0 (ids type, classes, task, embedding width, "
                     "samples or dynamics differ); every chunk of one INFER pass must have the same columns."
                 )
+        return head
+
+    @classmethod
+    def concat(cls, parts: Sequence[Snapshot]) -> Snapshot:
+        """Rows of several snapshots of one INFER pass (e.g. upload chunks) as one; ids must stay unique.
+
+        >>> a = Snapshot(ids=[1], probs=[[0.2, 0.8]]); b = Snapshot(ids=[2], probs=[[0.6, 0.4]])
+        >>> Snapshot.concat([a, b]).ids.tolist()
+        [1, 2]
+        """
+        head = cls.check_parts(parts)
+        if len(parts) == 1:
+            return head
         ids = np.concatenate([p.ids for p in parts])
         dup = first_duplicate(ids)
         if dup is not None:
