@@ -8,8 +8,11 @@ The HTTP layer (``alloop.server``) only translates requests into these calls. St
   Parquet file before its DB row commits; a loop's snapshot becomes visible only when committed, so a
   server killed mid-upload shows no partial snapshot.
 
+* training dynamics (``full`` sharing): one Parquet file per loop (``dynamics/loop-NNNNNN.parquet``).
+
 A project's in-memory :class:`SelectionEngine` is rebuilt lazily from that state after a restart, replaying
-committed snapshots in loop order, so recommendations are identical to the embedded engine's.
+committed snapshots in loop order, then the training dynamics, so recommendations are identical to the embedded
+engine's.
 
 >>> import tempfile, numpy as np
 >>> from alloop import Snapshot
@@ -110,6 +113,42 @@ def _atomic_write_parquet(table: Any, path: Path, *, digest: bool = True, **opti
 # Snapshot chunks: probabilities are near-incompressible floats, for which dictionary pages, compression and
 # per-page statistics only cost time (together ~2x the write); the id column keeps its statistics.
 _CHUNK_PARQUET: dict[str, Any] = {"use_dictionary": False, "compression": "none", "write_statistics": ["id"]}
+
+
+def _dynamics_table(ids: np.ndarray, true_prob: Any, correct: Any, loop: int) -> Any:
+    """One TRAIN pass's training dynamics as an Arrow table: ``id``, ``p_true`` (and ``correct``) per epoch."""
+    import pyarrow as pa
+
+    from alloop.metadata.snapshot import arrow_numbers, fixed_size_list
+
+    tp = np.asarray(true_prob, dtype=np.float64)
+    tp = tp[:, None] if tp.ndim == 1 else tp
+    cols = {
+        "id": pa.array(ids.tolist(), type=pa.string()) if ids.dtype == object else arrow_numbers(ids),
+        "p_true": fixed_size_list(tp),
+    }
+    if correct is not None:
+        ok = np.asarray(correct, dtype=np.uint8)
+        cols["correct"] = fixed_size_list(ok if ok.ndim > 1 else ok[:, None])
+    return pa.table(cols).replace_schema_metadata({"alloop.dynamics": json.dumps({"loop": int(loop)})})
+
+
+def _read_dynamics(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
+    """``(ids, true_prob, correct or None, loop)`` from a file written with :func:`_dynamics_table`."""
+    import pyarrow.parquet as pq
+
+    from alloop.metadata.snapshot import _id_column, numpy_numbers
+
+    table = pq.read_table(path)
+    n = table.num_rows
+    meta = json.loads((table.schema.metadata or {})[b"alloop.dynamics"])
+
+    def matrix(name: str) -> np.ndarray:
+        col = table.column(name).combine_chunks()
+        return numpy_numbers(col.flatten()).reshape(n, col.type.list_size)
+
+    correct = matrix("correct").astype(bool) if "correct" in table.column_names else None
+    return _id_column(table.column("id"), str(path)), matrix("p_true"), correct, int(meta["loop"])
 
 
 class EngineService:
@@ -246,7 +285,31 @@ class EngineService:
         for loop, n_chunks in snaps:
             tables = [pq.read_table(self._chunk_path(pid, loop, c)) for c in range(n_chunks)]
             eng.ingest(Snapshot.from_arrow(pa.concat_tables(tables)), loop=loop)
+        for path in sorted((self._dir(pid) / "dynamics").glob("loop-*.parquet")):
+            ids, true_prob, correct, loop = _read_dynamics(path)
+            eng.observe_training_dynamics(ids, true_prob, correct=correct, loop=loop)
         return eng
+
+    def observe_training_dynamics(
+        self, pid: str, loop: int, ids: Any, true_prob: np.ndarray, correct: np.ndarray | None = None
+    ) -> int:
+        """Fold one TRAIN pass's training dynamics and keep them (``dynamics/loop-NNNNNN.parquet``), so that a
+        restarted service rebuilds the same History. A loop at or before the last one folded is ignored."""
+        loop = check_int(loop, "loop", "a training-dynamics upload", min=0)
+        with self._lock(pid):
+            eng = self.engine(pid)
+            if loop <= eng.dynamics_loop:
+                return 0
+            arr = as_id_array(ids, "ids")
+            path = self._dir(pid) / "dynamics" / f"loop-{loop:06d}.parquet"
+            tmp = path.with_name(f"{path.name}.{secrets.token_hex(6)}.tmp")
+            try:
+                _write_parquet_durably(_dynamics_table(arr, true_prob, correct, loop), tmp)
+                folded = eng.observe_training_dynamics(arr, true_prob, correct=correct, loop=loop)  # validates
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+        return folded
 
     # ---- records ----------------------------------------------------------------------------------------
     def add_records(self, pid: str, ids: Any) -> int:
@@ -312,6 +375,11 @@ class EngineService:
                     (S.snapshot_chunks, r.loop, r.chunk, r.path)
                     for r in conn.execute(sa.select(S.snapshot_chunks).where(S.snapshot_chunks.c.project_id == pid))
                 ]
+                for path in sorted((self._dir(pid) / "dynamics").glob("loop-*.parquet")):
+                    table = pq.read_table(path)
+                    keep = pc.invert(pc.is_in(table.column("id"), value_set=drop))
+                    if not pc.all(keep).as_py():
+                        _atomic_write_parquet(table.filter(keep), path, digest=False)
                 for table_def, a, b, path in files:
                     table = pq.read_table(path)
                     keep = pc.invert(pc.is_in(table.column("id"), value_set=drop))

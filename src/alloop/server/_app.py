@@ -243,14 +243,13 @@ def create_app(service: EngineService, settings: Settings) -> Any:
 
         pid = project(request, pid)
         folded = 0
-        with service._lock(pid):  # the engine is shared by the project's requests
-            eng = service.engine(pid)
-            if body.ids:
-                tp = np.array([[np.nan if v is None else v for v in row] for row in body.p_true], dtype=np.float64)
-                correct = None if body.correct is None else np.array(body.correct)
-                folded = eng.observe_training_dynamics(as_id_array(body.ids), tp, correct=correct, loop=loop)
-            if body.holdout is not None:
-                eng.observe_holdout(body.holdout, loop=loop)
+        if body.ids:  # kept on disk by the service, so a restart rebuilds the same History
+            tp = np.array([[np.nan if v is None else v for v in row] for row in body.p_true], dtype=np.float64)
+            correct = None if body.correct is None else np.array(body.correct)
+            folded = service.observe_training_dynamics(pid, loop, as_id_array(body.ids), tp, correct)
+        if body.holdout is not None:
+            with service._lock(pid):  # the engine is shared by the project's requests
+                service.engine(pid).observe_holdout(body.holdout, loop=loop)
         return {"folded": folded}
 
     @app.post("/v1/projects/{pid}/recommend", response_model=SelectionOut, tags=["selection"])
