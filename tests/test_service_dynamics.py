@@ -43,3 +43,38 @@ def test_training_dynamics_are_rebuilt_after_a_restart_and_forgotten_on_removal(
     pos = third.engine(pid).pool.index_of(ids[1:3])
     assert h.dyn_passes[pos].tolist() == [2, 1] and h.dyn_passes.sum() == 3  # the removed record's rows are gone
     third.close()
+
+
+def test_a_learning_strategy_continues_its_state_after_a_restart(tmp_path):
+    """auto's bandit state is kept by the service: a restarted service selects what one that kept running does."""
+    rng = np.random.default_rng(1)
+    ids = np.arange(200)
+    x = rng.normal(size=(200, 2))
+    y = (x[:, 0] > 0).astype(int)
+    services = [EngineService(f"sqlite:///{tmp_path / f'e{i}.db'}", tmp_path / f"d{i}") for i in range(2)]
+    pids = [svc.create_project(name="p", classes=[0, 1], strategy="auto", seed=3)[0] for svc in services]
+    picks: list[list[list[int]]] = [[], []]
+    for loop in range(4):
+        if loop == 2:  # the second service restarts between loops
+            services[1].close()
+            services[1] = EngineService(f"sqlite:///{tmp_path / 'e1.db'}", tmp_path / "d1")
+        for i, (svc, pid) in enumerate(zip(services, pids, strict=True)):
+            if loop == 0:
+                svc.add_records(pid, ids)
+            p1 = 1 / (1 + np.exp(-(x[:, 0] + 0.3 * loop * x[:, 1])))
+            snap = Snapshot(ids=ids, probs=np.column_stack([1 - p1, p1]))
+            svc.put_chunk(pid, loop, 0, arrow_ipc_bytes(snap.to_arrow()))
+            svc.commit_snapshot(pid, loop, 1)
+            sel = svc.recommend(pid, 6, loop=loop)
+            picks[i].append(sel.ids.tolist())
+            svc.observe_labels(pid, sel.ids, y[sel.ids].tolist())
+    assert picks[0] == picks[1]
+
+    def learned(state: dict) -> dict:  # all but the measured seconds per arm (wall-clock, differ run to run)
+        return {k: learned(v) if isinstance(v, dict) else v for k, v in state.items() if k != "seconds"}
+
+    state = learned(services[1].engine(pids[1]).strategy.state_dict())
+    assert state == learned(services[0].engine(pids[0]).strategy.state_dict())
+    assert state["arms"]["margin"]["n"] > 0  # rewards were booked: not a fresh bandit
+    for svc in services:
+        svc.close()

@@ -288,7 +288,32 @@ class EngineService:
         for path in sorted((self._dir(pid) / "dynamics").glob("loop-*.parquet")):
             ids, true_prob, correct, loop = _read_dynamics(path)
             eng.observe_training_dynamics(ids, true_prob, correct=correct, loop=loop)
+        saved = self._dir(pid) / "strategy_state.json"
+        load_state = getattr(eng.strategy, "load_state_dict", None)
+        if saved.exists() and callable(load_state):
+            kept = json.loads(saved.read_text())
+            if kept.get("spec") == eng.strategy.spec:
+                load_state(kept["state"])
         return eng
+
+    def save_strategy_state(self, pid: str) -> None:
+        """Keep the state of a learning project strategy (auto's or a portfolio's bandit) in
+        ``strategy_state.json`` (atomic write), so that a restarted service continues it; call with the lock held."""
+        eng = self.engine(pid)
+        state_dict = getattr(eng.strategy, "state_dict", None)
+        if not callable(state_dict):
+            return
+        path = self._dir(pid) / "strategy_state.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            with open(tmp, "w") as fh:
+                json.dump({"spec": eng.strategy.spec, "state": state_dict()}, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def observe_training_dynamics(
         self, pid: str, loop: int, ids: Any, true_prob: np.ndarray, correct: np.ndarray | None = None
@@ -648,6 +673,8 @@ class EngineService:
             self._cost[(pid, strat.spec)] = seconds / max(n, 1)
             if note:
                 sel = Selection(sel.ids, sel.scores, sel.strategy, sel.reason + note, sel.loop)
+            if strat is eng.strategy:
+                self.save_strategy_state(pid)
             with self.db.begin() as conn:
                 conn.execute(
                     sa.insert(S.recommendations).values(

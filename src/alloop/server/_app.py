@@ -250,6 +250,7 @@ def create_app(service: EngineService, settings: Settings) -> Any:
         if body.holdout is not None:
             with service._lock(pid):  # the engine is shared by the project's requests
                 service.engine(pid).observe_holdout(body.holdout, loop=loop)
+                service.save_strategy_state(pid)
         return {"folded": folded}
 
     @app.post("/v1/projects/{pid}/recommend", response_model=SelectionOut, tags=["selection"])
