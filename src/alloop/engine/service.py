@@ -52,6 +52,7 @@ from alloop._validation import check_int
 from alloop.engine._engine import Selection, SelectionEngine
 from alloop.errors import ConfigError, DataError, DuplicateRecordError, StateError, UnknownRecordError
 from alloop.metadata import Snapshot
+from alloop.metadata.snapshot import arrow_ids, fixed_size_list
 from alloop.records import RecordState, as_id_array
 from alloop.store import _service_schema as S
 from alloop.store._db import make_engine, migrate, schema_revision
@@ -119,12 +120,10 @@ def _dynamics_table(ids: np.ndarray, true_prob: Any, correct: Any, loop: int) ->
     """One TRAIN pass's training dynamics as an Arrow table: ``id``, ``p_true`` (and ``correct``) per epoch."""
     import pyarrow as pa
 
-    from alloop.metadata.snapshot import arrow_numbers, fixed_size_list
-
     tp = np.asarray(true_prob, dtype=np.float64)
     tp = tp[:, None] if tp.ndim == 1 else tp
     cols = {
-        "id": pa.array(ids.tolist(), type=pa.string()) if ids.dtype == object else arrow_numbers(ids),
+        "id": arrow_ids(ids),
         "p_true": fixed_size_list(tp),
     }
     if correct is not None:
@@ -365,7 +364,7 @@ class EngineService:
                         + 1
                     )
                     path = self._dir(pid) / f"records-{batch:06d}.parquet"
-                    col = pa.array(arr.tolist(), type=pa.int64() if arr.dtype.kind == "i" else pa.string())
+                    col = arrow_ids(arr)
                     digest = _atomic_write_parquet(pa.table({"id": col}), path)
                     conn.execute(
                         sa.insert(S.record_batches).values(
@@ -382,7 +381,6 @@ class EngineService:
 
     def remove_records(self, pid: str, ids: Any) -> int:
         """Forget records everywhere: id files, labels, selections, snapshot chunks, memory."""
-        import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
@@ -390,7 +388,7 @@ class EngineService:
         with self._lock(pid):
             eng = self.engine(pid)
             eng.pool.index_of(arr)  # all known, or UnknownRecordError before anything changes
-            drop = pa.array(arr.tolist(), type=pa.int64() if arr.dtype.kind == "i" else pa.string())
+            drop = arrow_ids(arr)
             keys = [str(i) for i in arr.tolist()]
             with self.db.begin() as conn:
                 files = [

@@ -31,6 +31,7 @@ from alloop.errors import (
 )
 from alloop.loop._sharing import SharingPolicy
 from alloop.metadata import Snapshot
+from alloop.metadata.snapshot import arrow_ids
 from alloop.records import Pool, RecordState, as_id_array
 from alloop.strategies import make_strategy
 
@@ -198,7 +199,7 @@ class RemoteEngine:
         enc = self.policy.encode_ids(arr)
         for start in range(0, enc.size, 1_000_000):
             part = enc[start : start + 1_000_000]
-            col = pa.array(part.tolist(), type=pa.int64() if part.dtype.kind == "i" else pa.string())
+            col = arrow_ids(part)
             body = arrow_ipc_bytes(pa.table({"id": col}))
             self._request("POST", f"{self.base}/records", content=body, headers={"content-type": ARROW})
 

@@ -110,6 +110,20 @@ def numpy_numbers(values: Any) -> np.ndarray:
     return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr), offset=arr.offset * dtype.itemsize)
 
 
+def arrow_ids(ids: np.ndarray) -> Any:
+    """Record ids (int64, or str as an object array) as an Arrow ``int64`` or ``string`` array: the one id column
+    of snapshots, record batches and dynamics files (ints zero-copy, see :func:`arrow_numbers`).
+
+    >>> arrow_ids(np.array([3, 1])).type, arrow_ids(np.array(["a"], dtype=object)).to_pylist()
+    (DataType(int64), ['a'])
+    """
+    import pyarrow as pa
+
+    if ids.dtype.kind in "iu":
+        return arrow_numbers(ids.astype(np.int64, copy=False))
+    return pa.array(ids.tolist(), type=pa.string())
+
+
 def fixed_size_list(matrix: np.ndarray) -> Any:
     """An (n, w) matrix as an Arrow fixed-size list array (no copy for contiguous input).
 
@@ -360,7 +374,7 @@ class Snapshot:
             return fixed_size_list(a.reshape(a.shape[0], int(np.prod(a.shape[1:])) if a.ndim > 1 else 1))
 
         cols: dict[str, pa.Array] = {
-            "id": pa.array(self.ids, type=pa.string()) if self.ids.dtype == object else arrow_numbers(self.ids),
+            "id": arrow_ids(self.ids),
             "probs": fixed(self.probs),
         }
         if self.embeddings is not None:
