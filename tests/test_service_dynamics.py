@@ -22,6 +22,15 @@ def test_training_dynamics_are_rebuilt_after_a_restart_and_forgotten_on_removal(
     tp = rng.random((4, 3))
     tp[3] = np.nan  # not trained on: skipped
     correct = tp > 0.5
+    import pytest
+
+    from alloop.errors import DataError, UnknownRecordError
+
+    with pytest.raises(DataError, match="'p_true' has shape \\(3, 3\\)"):
+        svc.observe_training_dynamics(pid, 0, ids[:4], tp[:3], None)
+    with pytest.raises(UnknownRecordError):
+        svc.observe_training_dynamics(pid, 0, [999], tp[:1], None)
+    assert not list((tmp_path / "data").rglob("dynamics/*"))  # nothing stored for bad input
     assert svc.observe_training_dynamics(pid, 0, ids[:4], tp, correct) == 3
     assert svc.observe_training_dynamics(pid, 0, ids[:4], tp, correct) == 0  # a retried loop is not folded twice
     svc.observe_training_dynamics(pid, 1, ids[:2], rng.random((2, 3)), None)

@@ -325,6 +325,14 @@ class EngineService:
             if loop <= eng.dynamics_loop:
                 return 0
             arr = as_id_array(ids, "ids")
+            eng.pool.index_of(arr, "ids")  # every check before anything is written
+            tp = np.asarray(true_prob, dtype=np.float64)
+            ok = None if correct is None else np.asarray(correct)
+            if tp.ndim not in (1, 2) or tp.shape[0] != arr.size or (ok is not None and ok.shape[:1] != tp.shape[:1]):
+                raise DataError(
+                    f"'p_true' has shape {tp.shape} (and 'correct' {None if ok is None else ok.shape}) for {arr.size} "
+                    "ids; send one row of per-epoch values per id."
+                )
             path = self._dir(pid) / "dynamics" / f"loop-{loop:06d}.parquet"
             tmp = path.with_name(f"{path.name}.{secrets.token_hex(6)}.tmp")
             try:
