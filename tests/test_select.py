@@ -8,12 +8,13 @@ import pytest
 from alloop._select import (
     _KIND,
     _TOL,
+    FIXED_CLASSES,
     FUSED,
     MIN_PART_ROWS,
-    MIN_RANK_ROWS,
     MIN_RESCORE_ROWS,
     PAIR_BUCKETS,
     _compiled_part,
+    _compiled_top_k,
     _entropy_cut,
     _entropy_pair_table,
     _entropy_slack,
@@ -21,6 +22,7 @@ from alloop._select import (
     _guess_threshold,
     _in_threads,
     _kernels,
+    _part_kernel,
     _parts,
     _rank,
     select,
@@ -117,7 +119,7 @@ def test_entropy_filter_keeps_near_ties():
         assert np.array_equal(got, top_k(entropy_scores(p), 37))
 
 
-def _scan(p: np.ndarray, *, vectorised: bool) -> np.ndarray:
+def _scan(p: np.ndarray, *, vectorised: bool, kernel=None) -> np.ndarray:
     """The kernel's entropy of every row (no threshold): the vectorised fast log, or float64 logs per row."""
     n = p.shape[0]
     idx, sc = np.empty(n, np.int64), np.empty(n)
@@ -125,8 +127,9 @@ def _scan(p: np.ndarray, *, vectorised: bool) -> np.ndarray:
     bits = flat.view(np.int32 if p.dtype == np.float32 else np.int64)
     buf = np.empty(500 * p.shape[1], np.float32)
     retry = 10**9 if vectorised else 1  # the row scan is retried every `retry`-th block
-    cnt, row, bad = _kernels()["part"](p, flat, bits, 0, n, _KIND["entropy"], _TOL, -np.inf, np.inf, 1.0, retry, 500,
-                                       buf, idx, sc, 0)
+    kernel = kernel or _kernels()["part"]
+    cnt, row, bad = kernel(p, flat, bits, 0, n, _KIND["entropy"], _TOL, -np.inf, np.inf, 1.0, retry, 500, buf, idx, sc,
+                           0)
     assert (cnt, row, bad) == (n, n, -1) and idx.tolist() == list(range(n))
     return sc
 
@@ -142,6 +145,8 @@ def test_fast_entropy_error_is_within_the_slack():
             fast = _scan(p, vectorised=True)
             err = np.abs(fast - entropy_scores(p)).max()
             assert err < _entropy_slack(n_classes) / 2, (dtype, n_classes, err)
+            if n_classes in FIXED_CLASSES:  # the kernel with C fixed at compile time computes the very same sums
+                assert np.array_equal(_scan(p, vectorised=True, kernel=_part_kernel(n_classes, "entropy")), fast)
 
 
 @pytest.mark.parametrize("n_classes", [2, 3, 10, 100])
@@ -402,11 +407,48 @@ def test_entropy_pair_bound_in_the_kernel_equals_the_exact_ranking():
     assert np.abs(sc[:cnt] - h[idx[:cnt]]).max() < _entropy_slack(10) / 2
 
 
+@pytest.mark.parametrize("compiled", COMPILED)
 @pytest.mark.parametrize("levels", [3, 50, 10**9])
-def test_rank_in_two_threads_merges_exactly(levels):
-    if _kernels() is None:
-        pytest.skip("numba is not installed; the two-thread ranking is compiled")
+def test_rank_of_many_candidates_equals_top_k(compiled, levels):
+    # the radix sort (all scores when k >= n / 4, else the k best after a partition): ties stay in position order;
+    # negative and positive scores, -0.0 next to 0.0, -inf, and float32 scores
     rng = np.random.default_rng(levels)
-    sc = rng.integers(0, levels, size=5 * MIN_RANK_ROWS).astype(np.float64)
-    for k in (2 * MIN_RANK_ROWS, 4 * MIN_RANK_ROWS + 3, sc.size):
-        assert np.array_equal(_rank(sc, k, parts=2), top_k(sc, k)), (levels, k)
+    sc = (rng.integers(0, levels, size=80000) - levels // 2).astype(np.float64) / 3.0
+    sc[::7] = -0.0
+    sc[5::11] = -np.inf
+    for k in (1, 19999, 20000, 20001, 50000, sc.size, sc.size + 5):
+        assert np.array_equal(_rank(sc, k, compiled=compiled), top_k(sc, k)), (levels, k)
+    low = sc.astype(np.float32)
+    assert np.array_equal(_rank(low, 30000, compiled=compiled), top_k(low, 30000))
+    assert _rank(np.array([0.0, -0.0, 0.0]), 3, compiled=compiled).tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_classes", [2, 3, 10, 16])
+def test_entropy_kernels_with_a_fixed_class_count_equal_the_generic_one(dtype, n_classes):
+    # random and tie-heavy rows; k small (row scan, pair bound), mid and large (vectorised fast log); 1 and 3 parts
+    if _kernels() is None:
+        pytest.skip("numba is not installed; the compiled pass is not used")
+    generic, fixed = _kernels()["part"], _part_kernel(n_classes, "entropy")
+    assert fixed is not generic
+    assert _part_kernel(n_classes, "margin") is generic and _part_kernel(max(FIXED_CLASSES) + 1, "entropy") is generic
+    rng = np.random.default_rng(n_classes)
+    ties = rng.integers(0, 3, size=(3000, n_classes)) + np.eye(n_classes)[np.arange(3000) % n_classes]
+    ties = (ties / ties.sum(axis=1, keepdims=True)).astype(dtype)  # a few hundred distinct rows: many exact ties
+    for q in (_probs(3000, n_classes, dtype), ties):
+        h = entropy_scores(q)
+        for k in (1, 50, 1500):
+            expected = top_k(h, k)
+            for parts in (1, 3):
+                got = _compiled_top_k(q, k, "entropy", fixed, block=257, parts=parts)
+                same = _compiled_top_k(q, k, "entropy", generic, block=257, parts=parts)
+                assert (got is None) == (same is None), (k, parts)  # None: near-ties overflowed (numpy decides)
+                if got is not None:
+                    assert np.array_equal(got, expected) and np.array_equal(same, expected), (k, parts)
+                assert np.array_equal(_fused_top_k(q, k, "entropy", chunk_rows=257, parts=parts), expected)
+    bad = _probs(3000, n_classes, dtype)
+    bad[2100, 0] = np.nan
+    bad[1234, 1] = -0.25
+    for k in (5, 1500):
+        with pytest.raises(DataError, match="Row 1234 of 'probs' holds the negative value -0.25 in column 1"):
+            _fused_top_k(bad, k, "entropy", chunk_rows=257, parts=3)
