@@ -45,24 +45,34 @@ STRATEGIES = ("auto", "margin", "entropy", "random", "coreset", "portfolio", "le
 VALIDATION = ("val-xor", "val-checkerboard", "val-moons", "val-classification")
 VAL_TASK_SEED = 20_011
 #: cells of a strategy whose defaults changed are re-run (older cells carry no version = 1)
-VERSION = {"auto": 4}  # 3: explore=0.1, gamma=0.02; 4: algorithm='lcb' (chosen on VALIDATION only)
-#: the spec a strategy name runs as: auto with the cautious switching rule of session 3, until
-#: ``AutoStrategy``'s default ``algorithm`` is switched to "lcb" (then this entry changes nothing)
-SPECS = {"auto": "auto(algorithm='lcb')"}
+#: auto: 3 explore=0.1, gamma=0.02; 4 algorithm="lcb"; 5-7 early "surprise" rules; 8 "surprise" (default), probes=1.
+#: learned: 2 rank features, both model classes, L2 1.0, diverse batches (chosen on VALIDATION only).
+#: portfolio: 2 the same bandit with the learned selector v2 as its learned arm.
+VERSION = {"auto": 8, "learned": 2, "portfolio": 2}
+#: the spec a strategy name runs as, when not the strategy's defaults (session 3 ran ``auto(algorithm='lcb')``;
+#: since session 4 ``auto`` is ``AutoStrategy``'s default, ``algorithm="surprise"``)
+SPECS: dict[str, str] = {}
 INITIAL, BATCH, BUDGET, TEST_SIZE = 20, 10, 300, 0.3
 
 
 def selector_for(dataset: str) -> str | None:
-    """The selector file to use on ``dataset``: leave-one-family-out for synthetic families, else shipped."""
+    """The selector file to use on ``dataset``: leave-one-family-out for synthetic families, else shipped.
+
+    Built with the shipped selector's recipe (``alloop meta-train --seeds 4``, both model classes, the fit of
+    ``alloop.engine.learned.FIT``) minus the family; the file name carries ``VERSION["learned"]`` so a new
+    recipe never reuses an older file.
+    """
     dataset = dataset.removeprefix("val-")
     if dataset not in SYNTHETIC:
         return None
-    path = OUT / f"selector-without-{dataset}.json"
+    path = OUT / f"selector-v{VERSION.get('learned', 1)}-without-{dataset}.json"
     if not path.exists():
         from alloop.engine.learned import meta_train
 
-        sel = meta_train(exclude=[dataset], seeds=3, workers=1, cache=OUT / "meta-cache")
-        sel.meta["command"] = f"alloop meta-train --seeds 3 --exclude {dataset} --cache {OUT / 'meta-cache'}"
+        sel = meta_train(exclude=[dataset], seeds=4, workers=1, cache=OUT / "meta-cache")
+        sel.meta["command"] = (
+            f"alloop meta-train --seeds 4 --workers 1 --exclude {dataset} --cache benchmarks/results/engine/meta-cache"
+        )
         sel.save(path)
     return str(path)
 
@@ -179,6 +189,8 @@ def paired(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
 
 
 def summarise(cells: dict[tuple[str, str, str, int], dict[str, Any]]) -> dict[str, Any]:
+    from scipy.stats import rankdata
+
     groups: dict[tuple[str, str], dict[str, dict[int, float]]] = {}
     for (ds, model, strat, seed), r in cells.items():
         groups.setdefault((ds, model), {}).setdefault(strat, {})[seed] = r["aubc"]
@@ -190,7 +202,9 @@ def summarise(cells: dict[tuple[str, str, str, int], dict[str, Any]]) -> dict[st
         strategies = [s for s in STRATEGIES if s in by] + sorted(s for s in by if s not in STRATEGIES)
         A = {s: np.array([by[s][i] for i in seeds]) for s in strategies}
         row: dict[str, Any] = {"dataset": ds, "model": model, "seeds": len(seeds), "strategies": {}}
-        ranks = np.argsort(np.argsort(-np.vstack([A[s] for s in strategies]), axis=0), axis=0) + 1.0
+        # rank 1 = best per seed; ties share the mean rank (argsort broke them in favour of the earlier strategy,
+        # i.e. auto over margin and margin over entropy, until session 4)
+        ranks = np.apply_along_axis(lambda col: rankdata(-col), 0, np.vstack([A[s] for s in strategies]))
         for j, s in enumerate(strategies):
             row["strategies"][s] = {
                 "aubc_mean": float(A[s].mean()),
@@ -231,6 +245,26 @@ def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
         key = f"{r['dataset']}/{r['model']}"
         for s, v in st.items():
             rank_sum.setdefault(s, []).append(v["mean_rank"])
+        beat_random = [
+            s
+            for s in ("margin", "entropy", "coreset")
+            if s in st
+            and (st[s]["vs_random"] or {}).get("wilcoxon_p") is not None
+            and st[s]["vs_random"]["wilcoxon_p"] < 0.05
+            and st[s]["vs_random"]["diff_mean"] > 0
+        ]
+        if beat_random and "learned" in st:
+            lr = st["learned"]["vs_random"]
+            met = lr["wilcoxon_p"] is not None and lr["wilcoxon_p"] < 0.05 and lr["diff_mean"] > 0
+            out["learned_vs_random"].append(
+                {
+                    "cell": key,
+                    "fixed": beat_random,
+                    "learned_p": lr["wilcoxon_p"],
+                    "learned_diff": lr["diff_mean"],
+                    "met": met,
+                }
+            )
         if "auto" not in st:
             continue
         for base in ("margin", "random"):
@@ -251,26 +285,6 @@ def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
             met = am["wilcoxon_p"] is not None and am["wilcoxon_p"] < 0.05 and am["diff_mean"] > 0
             out["beats_margin_where_some_fixed_does"].append(
                 {"cell": key, "fixed": better, "auto_p": am["wilcoxon_p"], "auto_diff": am["diff_mean"], "met": met}
-            )
-        beat_random = [
-            s
-            for s in ("margin", "entropy", "coreset")
-            if s in st
-            and (st[s]["vs_random"] or {}).get("wilcoxon_p") is not None
-            and st[s]["vs_random"]["wilcoxon_p"] < 0.05
-            and st[s]["vs_random"]["diff_mean"] > 0
-        ]
-        if beat_random and "learned" in st:
-            lr = st["learned"]["vs_random"]
-            met = lr["wilcoxon_p"] is not None and lr["wilcoxon_p"] < 0.05 and lr["diff_mean"] > 0
-            out["learned_vs_random"].append(
-                {
-                    "cell": key,
-                    "fixed": beat_random,
-                    "learned_p": lr["wilcoxon_p"],
-                    "learned_diff": lr["diff_mean"],
-                    "met": met,
-                }
             )
     mean_rank = {s: float(np.mean(v)) for s, v in rank_sum.items()}
     out["mean_rank"] = dict(sorted(mean_rank.items(), key=lambda kv: kv[1]))

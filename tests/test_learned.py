@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,13 +11,14 @@ from scipy.stats import spearmanr
 from typer.testing import CliRunner
 
 from alloop import SelectionEngine, Snapshot
-from alloop.engine.features import DEFAULT_FEATURES, FEATURES, record_features
+from alloop.engine.features import DEFAULT_FEATURES, EPISODE_FEATURES, FEATURES, record_features
 from alloop.engine.learned import (
     FAMILIES,
     SHIPPED,
     OnlineErrorModel,
     Selector,
     fit_selector,
+    listwise_gradient,
     load_selector,
     meta_train,
     simulate_episode,
@@ -31,13 +33,14 @@ from alloop.testing import conformance_context
 def test_features_are_finite_and_use_embeddings_only_when_shared():
     full = conformance_context(30, include={"probs", "history", "embeddings"})
     probs_only = conformance_context(30, include={"probs", "history"})
-    F = record_features(full)
-    G = record_features(probs_only)
-    assert F.shape == G.shape == (30, len(DEFAULT_FEATURES)) and np.isfinite(F).all()
-    j = DEFAULT_FEATURES.index("distance_to_labeled")
+    F = record_features(full, EPISODE_FEATURES)
+    G = record_features(probs_only, EPISODE_FEATURES)
+    assert F.shape == G.shape == (30, len(EPISODE_FEATURES)) and np.isfinite(F).all()
+    j = EPISODE_FEATURES.index("distance_to_labeled")
     assert (G[:, j] == 0).all() and (F[:, j] > 0).any()
-    assert (F[:, DEFAULT_FEATURES.index("has_embeddings")] == 1).all()
-    assert set(DEFAULT_FEATURES) <= set(FEATURES)
+    assert (F[:, EPISODE_FEATURES.index("has_embeddings")] == 1).all()
+    assert set(DEFAULT_FEATURES) <= set(EPISODE_FEATURES) <= set(FEATURES)
+    assert record_features(full).shape == (30, len(DEFAULT_FEATURES))
     # an unknown name (a feature added by a newer version) reads as zeros
     assert (record_features(full, ["no-such-feature"]) == 0).all()
 
@@ -85,12 +88,55 @@ def test_unknown_family_is_refused():
         synthetic_task("spirals", 0)
     with pytest.raises(ConfigError, match="non-empty subset"):
         meta_train(families=("spirals",))
+    with pytest.raises(ConfigError, match="'models' of meta-train"):
+        meta_train(models=("svm",))
+    with pytest.raises(ConfigError, match="not recorded by simulated campaigns"):
+        meta_train(fit={"features": ("no-such-feature",)})
 
 
-def test_look_ahead_targets_are_z_scored_per_loop():
-    F, t = simulate_episode("moons", 0, n=150, initial=6, batch=6, budget=18, lookahead=4)
-    assert F.shape == (t.size, len(DEFAULT_FEATURES)) and t.size > 0
-    assert abs(t.mean()) < 1e-9
+@pytest.mark.parametrize("model", ["logreg", "random-forest"])
+def test_look_ahead_targets_are_z_scored_per_loop(model):
+    F, t, loops = simulate_episode("moons", 0, n=150, initial=6, batch=6, budget=18, lookahead=4, model=model)
+    assert F.shape == (t.size, len(EPISODE_FEATURES)) and t.size > 0 and loops.shape == t.shape
+    assert sorted(set(loops.tolist())) == [0, 1]  # 6 → 12 → 18 labels: two loops of look-ahead
+    for v in (0, 1):
+        assert abs(t[loops == v].mean()) < 1e-9
+    with pytest.raises(ConfigError, match="'model' of a simulated campaign"):
+        simulate_episode("moons", 0, model="svm")
+
+
+def test_listwise_fit_learns_the_order_within_loops_only():
+    rng = np.random.default_rng(1)
+    F = rng.normal(size=(400, 2))
+    groups = np.repeat(np.arange(40), 10)
+    # the order within a group follows feature 0; a per-group offset follows feature 1 (meaningless for ranking)
+    t = F[:, 0] + 10.0 * np.repeat(rng.normal(size=40), 10)
+    sel = fit_selector(F, t, ["a", "b"], groups=groups, objective="listwise", epochs=300)
+    s = sel.score(F)
+    within = np.mean([spearmanr(s[groups == g], t[groups == g]).statistic for g in range(40)])
+    assert within > 0.9
+    with pytest.raises(ConfigError, match="'groups'"):
+        fit_selector(F, t, ["a", "b"], objective="listwise")
+    with pytest.raises(ConfigError, match="'objective'"):
+        fit_selector(F, t, ["a", "b"], objective="hinge")
+    # the gradient sums to zero within each group: only the order within a loop is learned
+    g = listwise_gradient(rng.normal(size=400), t, groups)
+    assert np.allclose(np.bincount(groups, weights=g), 0.0)
+
+
+def test_rank_features_do_not_depend_on_the_probability_scale():
+    ctx = conformance_context(40, include={"probs", "history", "embeddings"})
+    sharp = ctx.probs**3 / (ctx.probs**3).sum(axis=1, keepdims=True)  # a more confident model, same order
+    names = ["uncertainty_margin_rank", "entropy_rank", "density_rank", "distance_to_labeled_rank"]
+    a = record_features(ctx, names)
+    b = record_features(replace(ctx, probs=sharp), names)
+    assert ((a >= 0) & (a <= 1)).all()
+    np.testing.assert_allclose(a[:, 3], b[:, 3])  # geometry only
+    assert spearmanr(a[:, 0], b[:, 0]).statistic > 0.9
+    raw = [record_features(c, ["uncertainty_margin"]) for c in (ctx, replace(ctx, probs=sharp))]
+    assert not np.allclose(*raw)  # the raw margin does depend on it
+    no_emb = record_features(conformance_context(10, include={"probs", "history"}), ["distance_to_labeled_rank"])
+    assert (no_emb == 0.5).all()
 
 
 def test_meta_train_command_writes_a_selector_and_reuses_its_cache(tmp_path):
@@ -112,6 +158,8 @@ def test_meta_train_command_writes_a_selector_and_reuses_its_cache(tmp_path):
         "16",
         "--lookahead",
         "2",
+        "--model",
+        "logreg",
         "--cache",
         str(cache),
         "--no-progress",
@@ -123,7 +171,14 @@ def test_meta_train_command_writes_a_selector_and_reuses_its_cache(tmp_path):
     sel = load_selector(out)
     assert sel.meta["families"] == list(FAMILIES[:2]) and "--exclude moons" in sel.meta["command"]
     assert len(list(cache.glob("*.npz"))) == 2
-    again = meta_train(families=FAMILIES[:2], seeds=1, workers=1, cache=cache, episode={"budget": 16, "lookahead": 2})
+    again = meta_train(
+        families=FAMILIES[:2],
+        seeds=1,
+        models=["logreg"],
+        workers=1,
+        cache=cache,
+        episode={"budget": 16, "lookahead": 2},
+    )
     np.testing.assert_allclose(again.W1, sel.W1)  # same cached examples, same seed: the same fit
 
 
@@ -153,3 +208,19 @@ def test_learned_strategy_adapts_online_as_labels_arrive():
     frozen.load_state_dict(strat.state_dict())
     ctx = eng.context(strat)
     assert not np.allclose(frozen.score(ctx), strat.score(ctx))
+
+
+def test_learned_batch_is_spread_out_among_the_best_when_embeddings_are_shared():
+    from alloop.strategies import SelectionContext
+
+    rng = np.random.default_rng(0)
+    emb = np.vstack([np.zeros((5, 2)), rng.normal(size=(25, 2)) * 5])  # the 5 best-scored are duplicates
+    scores = -np.arange(30.0)
+    ctx = SelectionContext(ids=np.arange(30), index=np.arange(30), embeddings=emb, n_classes=2)
+    spread = LearnedStrategy(diversity=3.0)._batch(ctx, scores, 5)
+    assert spread[0] == 0 and len(set(spread.tolist()) & {0, 1, 2, 3, 4}) == 1 and (spread < 15).all()
+    assert LearnedStrategy(diversity=1.0)._batch(ctx, scores, 5).tolist() == [0, 1, 2, 3, 4]
+    no_emb = SelectionContext(ids=np.arange(30), index=np.arange(30), n_classes=2)
+    assert LearnedStrategy(diversity=3.0)._batch(no_emb, scores, 5).tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(ConfigError, match="'diversity' parameter of LearnedStrategy"):
+        LearnedStrategy(diversity=0.5).select(conformance_context(20), 3)

@@ -294,7 +294,7 @@ def test_campaign_on_a_cluster_selects_exactly_like_the_engine(client, tmp_path)
         learner = SklearnLearner(LogisticRegression(max_iter=500), X[ids], ids, classes=[0, 1, 2])
         oracle = SimulatedOracle(truth=dict(zip(ids.tolist(), y[ids].tolist(), strict=True)))
         return Campaign(path, learner=learner, labeler=oracle, pool=ids, classes=[0, 1, 2],
-                        initial=6, batch_size=4, max_loops=4, seed=2, **kw)  # fmt: skip
+                        initial=6, batch_size=4, max_loops=4, seed=2, strategy="margin", **kw)  # fmt: skip
 
     local = make(tmp_path / "local")
     local.run()
@@ -336,7 +336,7 @@ def test_meta_train_on_the_cluster_equals_the_process_pool(client, tmp_path):
     pool = meta_train(workers=2, **kw)
     seen: list[str] = []
     dask = meta_train(cluster=client, progress=seen.append, **kw)
-    assert sorted(seen) == sorted([FAMILIES[0]] * 2 + [FAMILIES[1]] * 2)  # one tick per finished campaign
+    assert sorted(seen) == sorted([FAMILIES[0]] * 4 + [FAMILIES[1]] * 4)  # a tick per campaign (2 seeds x 2 models)
     for name in ("W1", "b1", "w2", "mean", "scale"):
         assert np.array_equal(getattr(dask, name), getattr(pool, name)), name
     assert dask.meta == pool.meta

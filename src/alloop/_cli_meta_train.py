@@ -21,6 +21,10 @@ def meta_train_command(
     exclude: Annotated[
         list[str] | None, typer.Option("--exclude", help="Leave a task family out (repeatable).")
     ] = None,
+    models: Annotated[
+        list[str] | None,
+        typer.Option("--model", help="Model class of the simulated campaigns (repeatable; default: all of MODELS)."),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the task draws and of the fit.")] = 0,
     budget: Annotated[int, typer.Option("--budget", help="Labels per simulated campaign.")] = 100,
     lookahead: Annotated[int, typer.Option("--lookahead", help="Records evaluated by look-ahead per loop.")] = 16,
@@ -40,11 +44,12 @@ def meta_train_command(
     """Train the learned selector on synthetic task families (never on real data sets) and write it as JSON."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from alloop.engine.learned import FAMILIES, meta_train
+    from alloop.engine.learned import FAMILIES, MODELS, meta_train
     from alloop.scale import resolve_cluster_spec
 
     console = Console(stderr=True)
     fams = [f for f in FAMILIES if f not in set(exclude or ())]
+    chosen = list(models or MODELS)
     cluster = resolve_cluster_spec(cluster)
     start = time.perf_counter()
     try:
@@ -56,10 +61,11 @@ def meta_train_command(
             console=console,
             disable=not progress,
         ) as bar:
-            task = bar.add_task("simulated campaigns", total=len(fams) * seeds)
+            task = bar.add_task("simulated campaigns", total=len(fams) * len(chosen) * seeds)
             sel = meta_train(
                 exclude=list(exclude or ()),
                 seeds=seeds,
+                models=chosen,
                 workers=workers,
                 seed=seed,
                 cache=cache,
@@ -74,12 +80,14 @@ def meta_train_command(
         f"alloop meta-train --out {out} --seeds {seeds} --workers {workers} --seed {seed}"
         + (f" --cache {cache}" if cache else "")
         + "".join(f" --exclude {e}" for e in (exclude or ()))
+        + "".join(f" --model {m}" for m in (models or ()))
         + ("" if (budget, lookahead) == (100, 16) else f" --budget {budget} --lookahead {lookahead}")
         + (f" --cluster {cluster}" if cluster else "")
     )
     sel.meta["seconds"] = round(time.perf_counter() - start, 1)
     sel.save(out)
     console.print(
-        f"Wrote {out} ({sel.meta['n_examples']} look-ahead examples from {len(fams) * seeds} campaigns, "
-        f"{sel.meta['seconds']} s). Training rank correlation per family: {sel.meta['train_spearman_per_family']}"
+        f"Wrote {out} ({sel.meta['n_examples']} look-ahead examples from {len(fams) * len(chosen) * seeds} campaigns, "
+        f"{sel.meta['seconds']} s). Training rank correlation within loops per family: "
+        f"{sel.meta['train_spearman_within_loop_per_family']}"
     )

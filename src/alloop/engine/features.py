@@ -21,7 +21,7 @@ import numpy as np
 
 from alloop.strategies import SelectionContext
 
-__all__ = ["DEFAULT_FEATURES", "FEATURES", "feature", "record_features"]
+__all__ = ["DEFAULT_FEATURES", "EPISODE_FEATURES", "FEATURES", "feature", "record_features"]
 
 FeatureFn = Callable[[SelectionContext, dict[str, np.ndarray]], np.ndarray]
 #: name -> function(ctx, cache) returning one float per candidate
@@ -223,8 +223,55 @@ def _f_lab_per_class(ctx: SelectionContext, cache: dict[str, np.ndarray]) -> np.
     return np.full(ctx.n, np.log1p(m / max(c, 1)) / np.log(100.0))
 
 
-#: the features the shipped selector uses, in order
+# Percentile ranks among the candidates: the same distribution whatever the model's probability scale (a
+# random forest's coarse votes vs a logistic regression's smooth probabilities), so a selector trained on one
+# model class transfers to another.
+def _ranked(fn: FeatureFn) -> FeatureFn:
+    def rank(ctx: SelectionContext, cache: dict[str, np.ndarray]) -> np.ndarray:
+        return _pct_rank(fn(ctx, cache))
+
+    return rank
+
+
+for _name, _fn in (
+    ("entropy_rank", _f_entropy),
+    ("density_rank", _f_density),
+    ("hist_margin_std_rank", _f_hist_margin_std),
+    ("hist_margin_mean_rank", _f_hist_margin),
+):
+    feature(_name)(_ranked(_fn))
+
+
+@feature("distance_to_labeled_rank")
+def _f_dist_lab_rank(ctx: SelectionContext, cache: dict[str, np.ndarray]) -> np.ndarray:
+    """Percentile of the distance to the labeled set (0.5 for every record without embeddings)."""
+    if ctx.embeddings is None or ctx.labeled_embeddings is None or len(ctx.labeled_embeddings) == 0:
+        return np.full(ctx.n, 0.5)
+    return _pct_rank(_f_dist_lab(ctx, cache))
+
+
+#: the features the shipped selector uses, in order: percentile ranks among the candidates wherever a raw value
+#: depends on the model's probability scale, plus the loop context
 DEFAULT_FEATURES: tuple[str, ...] = (
+    "uncertainty_margin_rank",
+    "entropy_rank",
+    "hist_margin_mean_rank",
+    "hist_margin_std_rank",
+    "flip_rate",
+    "recent_flip",
+    "predicted_class_share",
+    "labeled_class_share",
+    "density_rank",
+    "distance_to_labeled_rank",
+    "has_embeddings",
+    "loop",
+    "labeled_fraction",
+    "labels_per_class",
+)
+
+#: every feature a simulated campaign records, in this order (a fit chooses among them by name; the order is
+#: part of the episode cache format "e2": append new names, never reorder)
+EPISODE_FEATURES: tuple[str, ...] = (
     "uncertainty_margin",
     "uncertainty_margin_rank",
     "entropy_norm",
@@ -242,6 +289,11 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     "loop",
     "labeled_fraction",
     "labels_per_class",
+    "entropy_rank",
+    "density_rank",
+    "distance_to_labeled_rank",
+    "hist_margin_std_rank",
+    "hist_margin_mean_rank",
 )
 
 

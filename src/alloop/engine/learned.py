@@ -233,15 +233,38 @@ def synthetic_task(family: str, seed: int, n: int = 600) -> tuple[np.ndarray, np
 
 
 # ---- simulated campaigns with a look-ahead expert ----------------------------------------------------------
-def _fit_probs(X_fit: np.ndarray, y_fit: np.ndarray, X_out: np.ndarray, n_classes: int) -> np.ndarray:
-    from sklearn.linear_model import LogisticRegression
+#: the model classes a simulated campaign can use (the benchmark and most users run one of these)
+MODELS = ("logreg", "random-forest")
+#: how the shipped selector is fit: its features and the arguments of :func:`fit_selector`
+FIT: dict[str, Any] = {
+    "features": None,  # None = alloop.engine.features.DEFAULT_FEATURES
+    "objective": "mse",
+    "hidden": 6,
+    "epochs": 400,
+    "lr": 0.01,
+    "l2": 1.0,
+}
 
+
+def _fit_probs(
+    X_fit: np.ndarray, y_fit: np.ndarray, X_out: np.ndarray, n_classes: int, model: str = "logreg", seed: int = 0
+) -> np.ndarray:
     present = np.unique(y_fit)
     out = np.zeros((X_out.shape[0], n_classes))
     if present.size < 2:
         out[:, present[0]] = 1.0
         return out
-    est = LogisticRegression(max_iter=300)
+    est: Any
+    if model == "random-forest":
+        from sklearn.ensemble import RandomForestClassifier
+
+        # the same random_state for the base fit and every look-ahead refit: common random numbers, so a
+        # gain measures the added record rather than another draw of bootstrap samples
+        est = RandomForestClassifier(n_estimators=50, random_state=seed, n_jobs=1)
+    else:
+        from sklearn.linear_model import LogisticRegression
+
+        est = LogisticRegression(max_iter=300)
     est.fit(X_fit, y_fit)
     out[:, est.classes_] = est.predict_proba(X_out)
     return out
@@ -257,16 +280,22 @@ def simulate_episode(
     budget: int = 100,
     lookahead: int = 16,
     embeddings: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """One simulated campaign: ``(features (m, F), targets (m,))`` from each loop's look-ahead on sampled records.
+    model: str = "logreg",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One simulated campaign: ``(features (m, F), targets (m,), loop (m,))`` from each loop's look-ahead.
 
-    The behaviour policy mixes margin and random picks (so the states cover both); at each loop
+    Features are :data:`~alloop.engine.features.EPISODE_FEATURES`; ``model`` is one of :data:`MODELS` (the
+    model refit each loop and by the expert). The behaviour policy mixes margin and random picks (so the
+    states cover both); at each loop
     ``lookahead`` candidates (half uniform, half among the most uncertain) are each added alone, the model
     refit, and the gain in mean probability of the true class on a validation split measured;
     targets are z-scored within the loop (the selector only needs to rank).
     """
-    from alloop.engine.features import DEFAULT_FEATURES, record_features
+    from alloop.engine.features import EPISODE_FEATURES, record_features
     from alloop.metadata import History, Snapshot
+
+    if model not in MODELS:
+        raise ConfigError(f"The 'model' of a simulated campaign must be one of {list(MODELS)}. Got {model!r}.")
     from alloop.strategies import SelectionContext
 
     X, y = synthetic_task(family, seed, n=n)
@@ -278,11 +307,12 @@ def simulate_episode(
     hist = History()
     feats: list[np.ndarray] = []
     targs: list[np.ndarray] = []
+    loops: list[np.ndarray] = []
     loop = 0
     while len(labeled) < budget:
         lab = np.array(sorted(labeled))
         unl = np.setdiff1d(pool, lab)
-        outs = _fit_probs(X[lab], y[lab], np.vstack([X[unl], X[val]]), c)
+        outs = _fit_probs(X[lab], y[lab], np.vstack([X[unl], X[val]]), c, model, seed)
         p_unl, p_val = outs[: unl.size], outs[unl.size :]
         base = float(p_val[np.arange(val.size), y[val]].mean())
         hist.update(unl, Snapshot(ids=unl, probs=p_unl), loop)
@@ -299,7 +329,7 @@ def simulate_episode(
             seed=seed,
             loop=loop,
         )
-        F = record_features(ctx, DEFAULT_FEATURES)
+        F = record_features(ctx, EPISODE_FEATURES)
         part = np.sort(p_unl, axis=1)
         margin = part[:, -1] - part[:, -2]
         uncertain = np.argsort(margin, kind="stable")[: max(lookahead * 3, 1)]
@@ -314,11 +344,12 @@ def simulate_episode(
         gains = np.empty(picks.size)
         for j, pos in enumerate(picks):
             rows = np.append(lab, unl[pos])
-            pv = _fit_probs(X[rows], y[rows], X[val], c)
+            pv = _fit_probs(X[rows], y[rows], X[val], c, model, seed)
             gains[j] = float(pv[np.arange(val.size), y[val]].mean()) - base
         sd = gains.std()
         feats.append(F[picks])
         targs.append((gains - gains.mean()) / sd if sd > 0 else np.zeros_like(gains))
+        loops.append(np.full(picks.size, loop))
         k = min(batch, budget - len(labeled), unl.size)
         n_margin = int(rng.integers(0, k + 1))
         chosen = list(np.argsort(margin, kind="stable")[:n_margin])
@@ -326,40 +357,79 @@ def simulate_episode(
         chosen += list(rng.choice(rest, size=k - n_margin, replace=False))
         labeled += [int(v) for v in unl[np.array(chosen, dtype=np.int64)]]
         loop += 1
-    return np.vstack(feats), np.concatenate(targs)
+    return np.vstack(feats), np.concatenate(targs), np.concatenate(loops)
 
 
-def _episode_job(args: tuple[str, int, bool, dict[str, Any], str | None]) -> tuple[str, np.ndarray, np.ndarray]:
-    family, seed, emb, kw, cache = args
+Episode = tuple[str, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _episode_job(args: tuple[str, int, bool, str, dict[str, Any], str | None]) -> Episode:
+    family, seed, emb, model, kw, cache = args
     path = None
     if cache is not None:
         tag = "-".join(f"{k}{v}" for k, v in sorted(kw.items()))
-        path = Path(cache) / f"{family}-{seed}-{int(emb)}{'-' + tag if tag else ''}.npz"
+        # "e2": episodes of format 2 (EPISODE_FEATURES, loop numbers); older cache files are never read
+        path = Path(cache) / f"e2-{family}-{seed}-{int(emb)}-{model}{'-' + tag if tag else ''}.npz"
         if path.exists():
             with np.load(path, allow_pickle=False) as z:
-                return family, z["F"], z["t"]
-    F, t = simulate_episode(family, seed, embeddings=emb, **kw)
+                return family, z["F"], z["t"], z["g"]
+    F, t, g = simulate_episode(family, seed, embeddings=emb, model=model, **kw)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, F=F, t=t)
-    return family, F, t
+        np.savez(path, F=F, t=t, g=g)
+    return family, F, t, g
 
 
 # ---- fitting ------------------------------------------------------------------------------------------------
+def _group_softmax(x: np.ndarray, starts: np.ndarray, inv: np.ndarray) -> np.ndarray:
+    """Softmax of ``x`` within each group (rows sorted by group; ``starts`` = first row of each group)."""
+    e = np.exp(x - np.maximum.reduceat(x, starts)[inv])
+    return e / np.add.reduceat(e, starts)[inv]
+
+
+def listwise_gradient(s: np.ndarray, t: np.ndarray, groups: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Gradient of the ListNet loss −Σ softmax(t/τ) · log softmax(s) within groups, averaged over groups.
+
+    Rows must be sorted by group. Only the order of scores within a group matters to this loss.
+
+    >>> g = listwise_gradient(np.zeros(4), np.array([1.0, 0.0, 1.0, 0.0]), np.array([0, 0, 1, 1]))
+    >>> (g < 0).tolist()  # raise the better record of each group
+    [True, False, True, False]
+    """
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    inv = np.cumsum(np.r_[False, groups[1:] != groups[:-1]])
+    return (_group_softmax(s, starts, inv) - _group_softmax(t / temperature, starts, inv)) / starts.size
+
+
 def fit_selector(
     F: np.ndarray,
     t: np.ndarray,
     features: Sequence[str],
     *,
+    groups: np.ndarray | None = None,
+    objective: str = "mse",
     hidden: int = 12,
     epochs: int = 400,
     lr: float = 0.01,
     l2: float = 1e-3,
+    temperature: float = 1.0,
     seed: int = 0,
 ) -> Selector:
-    """Fit the MLP by full-batch Adam on mean squared error (deterministic for ``seed``)."""
+    """Fit the MLP by full-batch Adam (deterministic for ``seed``).
+
+    ``objective="mse"``: mean squared error on ``t``. ``objective="listwise"``: the ListNet loss within
+    ``groups`` (one group = one loop of one simulated campaign), which only asks the selector to rank the
+    records of a loop as the expert did.
+    """
+    if objective not in ("mse", "listwise"):
+        raise ConfigError(f"The 'objective' parameter of fit_selector must be 'mse' or 'listwise'. Got {objective!r}.")
     F = np.asarray(F, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
+    if objective == "listwise":
+        if groups is None or len(groups) != t.size:
+            raise ConfigError("The 'groups' parameter of fit_selector must give one group per row for 'listwise'.")
+        order = np.argsort(np.asarray(groups), kind="stable")
+        F, t, g_sorted = F[order], t[order], np.asarray(groups)[order]
     mean = F.mean(axis=0)
     scale = np.where(F.std(axis=0) > 1e-9, F.std(axis=0), 1.0)
     Z = (F - mean) / scale
@@ -375,8 +445,11 @@ def fit_selector(
     for step in range(1, epochs + 1):
         W1, b1, w2, b2 = params
         H = np.tanh(Z @ W1 + b1)
-        err = H @ w2 + b2[0] - t
-        g_out = 2 * err / t.size
+        out = H @ w2 + b2[0]
+        if objective == "listwise":
+            g_out = listwise_gradient(out, t, g_sorted, temperature)
+        else:
+            g_out = 2 * (out - t) / t.size
         g_w2 = H.T @ g_out + l2 * w2
         g_b2 = np.array([g_out.sum()])
         g_H = np.outer(g_out, w2) * (1 - H * H)
@@ -388,6 +461,13 @@ def fit_selector(
             params[i] = params[i] - lr * (m[i] / (1 - 0.9**step)) / (np.sqrt(v[i] / (1 - 0.999**step)) + 1e-8)
     W1, b1, w2, b2 = params
     return Selector(list(features), mean, scale, W1, b1, w2, float(b2[0]))
+
+
+def _loop_rank_corr(s: np.ndarray, t: np.ndarray, loops: np.ndarray) -> float:
+    """Mean over loops of the Spearman correlation between scores and look-ahead gains (NaN if none)."""
+    cs = [_rank_corr(s[loops == v], t[loops == v]) for v in np.unique(loops)]
+    cs = [c for c in cs if not math.isnan(c)]
+    return float(np.mean(cs)) if cs else float("nan")
 
 
 def _rank_corr(a: np.ndarray, b: np.ndarray) -> float:
@@ -403,38 +483,53 @@ def meta_train(
     families: Sequence[str] = FAMILIES,
     exclude: Sequence[str] = (),
     seeds: int = 6,
+    models: Sequence[str] = MODELS,
     workers: int = 2,
     seed: int = 0,
     episode: dict[str, Any] | None = None,
+    fit: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
     cache: str | os.PathLike[str] | None = None,
     cluster: Any = None,
 ) -> Selector:
-    """Simulate ``seeds`` campaigns per family (with and without embeddings, alternating), fit the selector.
+    """Simulate ``seeds`` campaigns per family and model class (embeddings shared on even seeds), fit the selector.
 
     Families in ``exclude`` are left out (leave-one-family-out evaluation). Episodes run in parallel
     over ``workers`` processes; ``progress`` is called with the family of each finished episode. With
     ``cache`` (a directory), each episode's examples are kept as ``.npz`` and reused by later runs.
     With ``cluster`` (``local[:N]``, ``tcp://host:port`` or a ``distributed.Client``; ``workers`` is then
     unused) the episodes run as Dask tasks (:func:`alloop.scale.map_jobs`); the result is the same.
+    ``fit`` overrides :data:`FIT` (the features and the arguments of :func:`fit_selector`).
     """
     from concurrent.futures import ProcessPoolExecutor
 
-    from alloop.engine.features import DEFAULT_FEATURES
+    from alloop.engine.features import DEFAULT_FEATURES, EPISODE_FEATURES
 
     fams = [f for f in families if f not in set(exclude)]
     unknown = sorted(set(fams) - set(FAMILIES))
     if unknown or not fams:
         raise ConfigError(f"The 'families' of meta-train must be a non-empty subset of {list(FAMILIES)}. Got {fams}.")
+    if not models or set(models) - set(MODELS):
+        raise ConfigError(
+            f"The 'models' of meta-train must be a non-empty subset of {list(MODELS)}. Got {list(models)}."
+        )
     kw = dict(episode or {})
     if int(kw.get("budget", 100)) <= int(kw.get("initial", 10)):
         raise ConfigError(
             f"The 'budget' of a meta-train campaign must be an int > its initial labels ({kw.get('initial', 10)}). "
             f"Got {kw.get('budget')}."
         )
+    spec = {**FIT, **(fit or {})}
+    names = list(spec.pop("features") or DEFAULT_FEATURES)
+    missing = [f for f in names if f not in EPISODE_FEATURES]
+    if missing:
+        raise ConfigError(
+            f"The features {missing} of meta-train are not recorded by simulated campaigns; "
+            f"choose from {list(EPISODE_FEATURES)}."
+        )
     where = None if cache is None else os.fspath(cache)
-    jobs = [(f, 1000 * seed + s, s % 2 == 0, kw, where) for f in fams for s in range(seeds)]
-    results: list[tuple[str, np.ndarray, np.ndarray]] = []
+    jobs = [(f, 1000 * seed + s, s % 2 == 0, m, kw, where) for f in fams for m in models for s in range(seeds)]
+    results: list[Episode] = []
     if cluster is not None:
         from alloop.scale import map_jobs
 
@@ -451,24 +546,28 @@ def meta_train(
                 results.append(res)
                 if progress:
                     progress(res[0])
-    F = np.vstack([r[1] for r in results])
+    cols = [EPISODE_FEATURES.index(f) for f in names]
+    F = np.vstack([r[1][:, cols] for r in results])
     t = np.concatenate([r[2] for r in results])
-    sel = fit_selector(F, t, DEFAULT_FEATURES, seed=seed)
-    per_family = {}
+    groups = np.concatenate([i * 1000 + r[3] for i, r in enumerate(results)])  # one group per loop per episode
+    sel = fit_selector(F, t, names, groups=groups, seed=seed, **spec)
+    per_family: dict[str, float | None] = {}
     for fam in fams:
         rows = [i for i, r in enumerate(results) if r[0] == fam]
-        Ff = np.vstack([results[i][1] for i in rows])
-        tf = np.concatenate([results[i][2] for i in rows])
-        per_family[fam] = round(_rank_corr(sel.score(Ff), tf), 4)
+        corr = [_loop_rank_corr(sel.score(results[i][1][:, cols]), results[i][2], results[i][3]) for i in rows]
+        corr = [c for c in corr if not math.isnan(c)]
+        per_family[fam] = round(float(np.mean(corr)), 4) if corr else None  # None: too few candidates per loop
     sel.meta = {
         "families": list(fams),
         "excluded": list(exclude),
-        "seeds_per_family": seeds,
+        "models": list(models),
+        "seeds_per_family_and_model": seeds,
         "seed": seed,
         "episode": {"n": 500, "initial": 10, "batch": 10, "budget": 100, "lookahead": 16, **kw},
-        "model": "LogisticRegression(max_iter=300) on standardised features",
+        "model": "LogisticRegression(max_iter=300) or RandomForestClassifier(50 trees) on standardised features",
         "target": "one-step look-ahead gain in validation mean p(true class), z-scored per loop",
+        "fit": dict(spec),
         "n_examples": int(t.size),
-        "train_spearman_per_family": per_family,
+        "train_spearman_within_loop_per_family": per_family,
     }
     return sel

@@ -81,6 +81,9 @@ class LearnedStrategy(_Stateful):
     meta-train``; ``weights`` = a JSON file to use instead of the shipped one). With ``online=True``, once
     labels of its earlier picks arrive, a logistic model of "the model got this record wrong" is fit on
     them and blended in, with weight growing with the number of outcomes seen (up to equal weight at 100).
+    With embeddings shared and ``diversity`` > 1, the batch is not the plain top-k: among the
+    ``round(diversity · k)`` best-scored records, farthest-first traversal from the best one picks ``k``
+    spread-out records (a per-record score alone sends near-duplicates to the labelers).
     """
 
     name = "learned"
@@ -89,9 +92,10 @@ class LearnedStrategy(_Stateful):
     optional_needs: ClassVar[frozenset[str]] = frozenset({"embeddings"})
     batch_aware = True
 
-    def __init__(self, *, weights: str | None = None, online: bool = True) -> None:
+    def __init__(self, *, weights: str | None = None, online: bool = True, diversity: float = 3.0) -> None:
         self.weights = weights
         self.online = online
+        self.diversity = diversity
 
     def _selector(self) -> Any:
         from alloop.engine.learned import load_selector
@@ -103,6 +107,7 @@ class LearnedStrategy(_Stateful):
             )
         if not isinstance(self.online, bool):
             raise ConfigError(f"The 'online' parameter of LearnedStrategy must be True or False. Got {self.online!r}.")
+        check_float(self.diversity, "diversity", "LearnedStrategy", low=1.0)
         return load_selector(self.weights)
 
     def _fresh_state(self) -> dict[str, Any]:
@@ -170,7 +175,7 @@ class LearnedStrategy(_Stateful):
         self._advance(ctx)
         F = self.features(ctx)
         scores = self._scores(ctx, F, self._state())
-        pos = top_k(scores, k)
+        pos = self._batch(ctx, scores, k)
         self.remember(ctx, pos, F)
         n_online = int((self._state().get("online") or {}).get("n", 0))
         self.__dict__["_last_reason"] = f"learned selector v{self._selector().version}" + (
@@ -178,9 +183,22 @@ class LearnedStrategy(_Stateful):
         )
         return ctx.ids[pos]
 
+    def _batch(self, ctx: SelectionContext, scores: np.ndarray, k: int) -> np.ndarray:
+        """Positions of the batch: farthest-first among the best ``diversity · k`` (plain top-k without embeddings)."""
+        from alloop.strategies._geometry import as_matrix, kcenter_greedy, sq_dists_to_row
+
+        m = min(ctx.n, int(round(float(self.diversity) * k)))
+        if ctx.embeddings is None or k <= 1 or m <= k:
+            return top_k(scores, k)
+        cand = top_k(scores, m)  # best first, so position 0 of cand is the best-scored record
+        x = as_matrix(ctx.embeddings)[cand]
+        x2 = (x * x).sum(axis=1)
+        chosen = kcenter_greedy(k, m, lambda j: sq_dists_to_row(x, j, x2), None, 0)
+        return cand[np.asarray(chosen, dtype=np.int64)]
+
     @classmethod
     def _test_params(cls) -> list[dict[str, Any]]:
-        return [{}, {"online": False}]
+        return [{}, {"online": False}, {"diversity": 1.0}]
 
 
 # ---- the bandit over strategies -------------------------------------------------------------------------
