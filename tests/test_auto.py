@@ -73,7 +73,7 @@ def test_works_with_probabilities_only_and_says_why():
     out = simulate("iris", "logreg", ["auto", "margin"], initial=9, batch=6, budget=45, seeds=2)
     r = out["results"]["auto"]
     assert len(r["labels"]) == 7 and r["aubc_mean"] > 0.8
-    strat = AutoStrategy(seed=1)
+    strat = AutoStrategy(algorithm="lcb", seed=1)  # the bandit; the default ("surprise") is margin here, see below
     eng = SelectionEngine(strategy=strat, seed=0, classes=[0, 1])
     eng.add_records(np.arange(60))
     rng = np.random.default_rng(1)
@@ -91,7 +91,7 @@ def _clusters_covered(seed: int, embeddings: bool) -> int:
     X, y = make_blobs(n_samples=400, centers=10, n_features=2, cluster_std=0.6, random_state=seed)
     rng = np.random.default_rng(seed)
     init = rng.choice(400, 3, replace=False)
-    eng = SelectionEngine(strategy="auto", seed=seed, classes=list(range(10)))
+    eng = SelectionEngine(strategy="auto(algorithm='lcb')", seed=seed, classes=list(range(10)))
     eng.add_records(np.arange(400))
     eng.observe_labels(init, y[init])
     model = LogisticRegression(max_iter=200).fit(X[init], y[init])
@@ -103,7 +103,7 @@ def _clusters_covered(seed: int, embeddings: bool) -> int:
     return len(set(y[np.concatenate([init, chosen])].tolist()))
 
 
-def test_uses_shared_embeddings_to_cover_the_space_at_cold_start():
+def test_bandit_uses_shared_embeddings_to_cover_the_space_at_cold_start():
     with_emb = [_clusters_covered(s, True) for s in range(4)]
     without = [_clusters_covered(s, False) for s in range(4)]
     assert np.mean(with_emb) > np.mean(without)
@@ -153,7 +153,7 @@ def test_explore_sets_a_strong_prior_toward_margin():
     assert p.prior["learned"] > p.prior["random"]  # the others keep their table proportions
     assert plan(_ctx(labeled=40), explore=None).prior == plan(_ctx(labeled=40)).prior
     with pytest.raises(Exception, match="'explore' parameter of AutoStrategy"):
-        AutoStrategy(explore=2.0).select(_ctx(labeled=40, emb=True), 3)
+        AutoStrategy(algorithm="lcb", explore=2.0).select(_ctx(labeled=40, emb=True), 3)
 
 
 def test_lcb_auto_is_margin_once_exploration_decayed_and_no_arm_is_credibly_better():
@@ -178,12 +178,126 @@ def test_lcb_auto_is_margin_once_exploration_decayed_and_no_arm_is_credibly_bett
     assert explored >= 1  # early loops did spend part of the batch on the other arms
 
 
-def test_auto_defaults_to_the_cautious_rule_and_its_reason_shows_the_bounds():
+def test_auto_defaults_to_surprise_and_the_lcb_reason_shows_the_bounds():
     from alloop.strategies import make_strategy
     from alloop.strategies.auto import _bounds_text
 
-    assert make_strategy("auto").algorithm == "lcb"
+    assert make_strategy("auto").algorithm == "surprise" and make_strategy("auto").probes == 1
     assert _bounds_text({}) == ""
     assert _bounds_text({"lcb": {"bounds": {"random": None}}}) == ""
     text = _bounds_text({"lcb": {"bounds": {"random": -0.0123, "entropy": None, "coreset": 0.004}}})
     assert text == "; lower bounds vs margin random=-0.0123, coreset=+0.0040"
+
+
+# ---- algorithm="surprise": margin unless labeled confident predictions say diversity pays -------------------
+def _surprise_campaign(truth, model, initial, loops=9, seed=0):
+    """2-D points, a 'model' ``model(X, X_lab, y_lab) -> p(class 1)``; per loop (auto, margin, coreset, reason)."""
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1, 1, size=(300, 2))
+    y = truth(X).astype(np.int64)
+    strat = AutoStrategy(algorithm="surprise", seed=seed)
+    eng = SelectionEngine(strategy=strat, seed=seed, classes=[0, 1])
+    eng.add_records(np.arange(300))
+    init = initial(X)
+    # one pass over the whole pool first, so that the engine knows the embeddings of the initial labeled records
+    eng.ingest(Snapshot(ids=np.arange(300), probs=np.full((300, 2), 0.5), embeddings=X), loop=0)
+    eng.observe_labels(init, y[init])
+    out = []
+    for loop in range(1, loops + 1):
+        unl = eng.pool.ids(RecordState.UNLABELED)
+        lab = eng.pool.ids(RecordState.LABELED)
+        p1 = np.clip(model(X[unl], X[lab], y[lab]) + rng.normal(0, 0.005, unl.size), 0.0, 1.0)
+        eng.ingest(Snapshot(ids=unl, probs=np.column_stack([1 - p1, p1]), embeddings=X[unl]), loop=loop)
+        picks = {s: sorted(eng.recommend(10, strategy=s, loop=loop).ids.tolist()) for s in ("margin", "coreset")}
+        sel = eng.recommend(10, loop=loop)
+        out.append((sorted(sel.ids.tolist()), picks["margin"], picks["coreset"], sel.reason))
+        eng.observe_labels(sel.ids, y[sel.ids])
+    return out, strat
+
+
+def _left(X):
+    return np.flatnonzero(X[:, 0] < -0.6)[:8]
+
+
+def _unsure_left(X, X_lab, y_lab):
+    """p(class 1): about 0.5 on the far left (where margin looks), a confident 0.03 everywhere else."""
+    return np.where(X[:, 0] < -0.6, 0.5, 0.03)
+
+
+def _nearest_neighbour(X, X_lab, y_lab):
+    """A model that learns like a forest: sure of its nearest label everywhere, unsure on the far left."""
+    near = y_lab[np.argmin(((X[:, None, :] - X_lab[None, :, :]) ** 2).sum(axis=2), axis=1)]
+    return np.where(X[:, 0] < -0.6, 0.5, np.where(near == 1, 0.97, 0.03))
+
+
+def test_surprise_moves_to_diversity_when_confident_predictions_are_wrong_where_nothing_is_labeled():
+    # labels only on the far left; the model is sure everything else is class 0, and most of it is class 1
+    out, strat = _surprise_campaign(lambda X: X[:, 0] > -0.5, _nearest_neighbour, _left)
+    auto1, margin1, _, reason1 = out[0]
+    assert len(set(auto1) - set(margin1)) == 1 and "probes: 1 among the confident" in reason1
+    switched = [t for t, (a, _, c, r) in enumerate(out) if a == c and "auto[surprise]: coreset (diverse" in r]
+    assert switched and switched[0] <= 5  # one probe a loop: 4 labeled confident predictions, novel errors
+    assert strat.state_dict()["surprise"]["novel"] >= 2
+    assert set(strat.__dict__.get("_arms", {})) <= {"coreset", "random"}  # the learned arm and the others never ran
+
+
+def test_surprise_stays_on_margin_when_confident_predictions_are_right():
+    out, strat = _surprise_campaign(lambda X: X[:, 0] < -0.6, _unsure_left, _left)  # the model is right
+    from alloop.engine.portfolio import SURPRISE_PROBE_LOOPS
+
+    assert all(a == m for a, m, _, _ in out[SURPRISE_PROBE_LOOPS:])  # exactly margin once the probes are spent
+    assert all("margin (" in r for *_, r in out) and strat.state_dict()["surprise"] == {
+        "n": SURPRISE_PROBE_LOOPS,
+        "wrong": 0.0,
+        "novel": 0.0,
+        "expected": pytest.approx(strat.state_dict()["surprise"]["expected"]),
+    }
+
+
+def test_surprise_ignores_errors_its_labels_already_contradicted():
+    # the same wrong model, but labels everywhere: its errors are misfits, not news — diversity would not help
+    out, strat = _surprise_campaign(lambda X: X[:, 0] > 0, _unsure_left, lambda X: np.arange(0, 300, 3))
+    st = strat.state_dict()["surprise"]
+    assert st["wrong"] >= 2 and st["novel"] == 0 and all(a != c for a, _, c, _ in out)
+    assert "margin (misfit" in out[-1][3]
+
+
+def test_surprise_is_deterministic_and_resumes_from_its_state():
+    def run(strategy, loops, eng=None):
+        if eng is None:
+            eng = SelectionEngine(strategy=strategy, seed=4, classes=[0, 1])
+            eng.add_records(np.arange(200))
+            eng.observe_labels(np.arange(10), np.zeros(10, dtype=np.int64))
+        eng.strategy = strategy
+        X = np.random.default_rng(9).uniform(-1, 1, size=(200, 2))
+        out = []
+        for _ in range(loops):
+            loop = len(eng.pool.ids(RecordState.LABELED)) // 6
+            unl = eng.pool.ids(RecordState.UNLABELED)
+            p1 = np.where(X[unl, 0] > 0, 0.02, 0.45 + 0.1 * X[unl, 1])
+            eng.ingest(Snapshot(ids=unl, probs=np.column_stack([1 - p1, p1]), embeddings=X[unl]), loop=loop)
+            sel = eng.recommend(6, loop=loop)
+            out.append(sel.ids.tolist())
+            eng.observe_labels(sel.ids, (X[sel.ids, 1] > 0).astype(np.int64))
+        return out, eng
+
+    a, _ = run(AutoStrategy(algorithm="surprise", seed=1), 6)
+    assert a == run(AutoStrategy(algorithm="surprise", seed=1), 6)[0]
+    first = AutoStrategy(algorithm="surprise", seed=1)
+    head, eng = run(first, 3)
+    restored = AutoStrategy(algorithm="surprise", seed=1)
+    restored.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    tail, _ = run(restored, 3, eng)
+    assert head + tail == a
+    assert restored.state_dict()["surprise"]["n"] > 0
+
+
+def test_surprise_with_probabilities_only_is_margin_and_says_why():
+    ctx = _ctx(labeled=40)
+    auto = AutoStrategy(algorithm="surprise")
+    assert sorted(auto.select(ctx, 5).tolist()) == sorted(make_strategy("margin").select(ctx, 5).tolist())
+    assert "coreset not available" in auto.explain()
+    with pytest.raises(Exception, match="'diverse_share' parameter of AutoStrategy"):
+        AutoStrategy(algorithm="surprise", diverse_share=2.0).select(ctx, 3)
+    with pytest.raises(Exception, match="'algorithm' parameter of PortfolioStrategy"):
+        make_strategy("portfolio(algorithm='surprise')").select(ctx, 3)

@@ -118,6 +118,18 @@ def test_partial_batch_after_timeout(tmp_path):
     assert camp.metrics()[0]["n_labeled"] == 5  # trained on the partial batch
 
 
+def test_new_campaigns_select_with_auto_by_default(tmp_path):
+    """auto is the default strategy of a new campaign; without embeddings it is exactly margin, and says so."""
+    camp, _, _ = make(tmp_path / "a", max_loops=3, budget=None)
+    camp.run()
+    ref, _, _ = make(tmp_path / "m", max_loops=3, budget=None, strategy="margin")
+    ref.run()
+    loops = camp.loops()
+    assert [lp["strategy"] for lp in loops[1:]] == ["auto"] * (len(loops) - 1) and len(loops) == 4
+    assert all("auto[surprise]: margin (undecided" in lp["reason"] for lp in loops[1:])
+    assert camp.store.selections() == ref.store.selections()
+
+
 def test_review_callback_edits_batch_and_is_recorded(tmp_path):
     seen = []
 
@@ -127,7 +139,7 @@ def test_review_callback_edits_batch_and_is_recorded(tmp_path):
 
     camp, _, _ = make(tmp_path, review=review, max_loops=1, budget=None)
     camp.run()
-    assert len(seen) == 1 and seen[0].strategy == "margin" and len(seen[0]) == 5
+    assert len(seen) == 1 and seen[0].strategy == "auto" and len(seen[0]) == 5  # auto: the default of new campaigns
     loops = camp.loops()
     assert [r["hand_edited"] for r in loops] == [False, True]
     assert camp.engine.pool.ids_at(np.array(camp.store.selections()[1])).tolist() == seen[0].ids[::-1][:3].tolist()

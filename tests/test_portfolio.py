@@ -329,3 +329,44 @@ def test_lcb_state_is_bounded_and_logs_its_bounds_per_loop():
     assert st["log"][-1]["lcb_loop"] == 50 and "random" in st["log"][-1]["lcb"]
     assert max(sizes[40:]) < 1.1 * min(sizes[40:])
     assert strat.explain().startswith("portfolio[lcb]")
+
+
+# ---- "surprise": the labels of confident predictions decide whether diversity pays -------------------------
+def test_surprise_counts_only_novel_errors_against_the_models_own_error_rate():
+    from alloop.engine.portfolio import SURPRISE_MIN_N, surprise_p_value, surprise_update, surprise_verdict
+
+    conf = np.full(6, 0.99)
+    wrong = np.array([1, 1, 1, 0, 0, 0])
+    novel = surprise_update(None, conf=conf, wrong=wrong, novel=np.ones(6))
+    misfit = surprise_update(None, conf=conf, wrong=wrong, novel=np.zeros(6))  # wrong where its labels agreed
+    assert novel["novel"] == 3 and misfit["novel"] == 0 and misfit["wrong"] == 3
+    assert surprise_verdict(novel) == "diverse" and surprise_verdict(misfit) == "misfit"
+    few = SURPRISE_MIN_N - 1
+    early = surprise_update(None, conf=conf[:few], wrong=np.ones(few), novel=np.ones(few))
+    assert surprise_verdict(early) == "undecided"
+    # the same three novel errors are no surprise for a model that said it would be wrong half the time
+    unsure = surprise_update(None, conf=np.full(6, 0.5), wrong=wrong, novel=np.ones(6))
+    assert surprise_p_value(unsure) > 0.5 and surprise_verdict(unsure) == "calibrated"
+    assert json.loads(json.dumps(novel)) == novel
+
+
+def test_surprise_rarely_switches_for_a_calibrated_model():
+    from alloop.engine.portfolio import (
+        SURPRISE_PROBE_LOOPS,
+        surprise_update,
+        surprise_verdict,
+    )
+
+    rng = np.random.default_rng(0)
+    switched = 0
+    probes = 1  # auto's default per batch
+    for _ in range(400):  # probes of a calibrated model: wrong with probability 1 − conf, half of errors novel
+        st = None
+        for _ in range(SURPRISE_PROBE_LOOPS):
+            conf = rng.uniform(0.9, 1.0, probes)
+            wrong = rng.random(probes) < 1.0 - conf
+            st = surprise_update(st, conf=conf, wrong=wrong, novel=wrong & (rng.random(probes) < 0.5))
+            if surprise_verdict(st) == "diverse":
+                switched += 1
+                break
+    assert switched / 400 < 0.03

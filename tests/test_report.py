@@ -33,7 +33,7 @@ def campaign_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     oracle = SimulatedOracle(truth=dict(zip(IDS.tolist(), Y[IDS].tolist(), strict=True)))
     camp = Campaign(
         directory, learner=learner, labeler=oracle, pool=IDS, classes=[0, 1, 2], initial=6, batch_size=5,
-        budget=41, seed=1,
+        budget=41, seed=1, strategy="margin",
     )  # fmt: skip
     assert camp.run().stop_reason == "budget"
     camp.store.close()

@@ -55,13 +55,15 @@ def test_training_dynamics_are_rebuilt_after_a_restart_and_forgotten_on_removal(
 
 
 def test_a_learning_strategy_continues_its_state_after_a_restart(tmp_path):
-    """auto's bandit state is kept by the service: a restarted service selects what one that kept running does."""
+    """auto's bandit state is kept by the service: a restarted service selects what one that kept running does
+    (the bandit algorithm: the default "surprise" rule has no arms' state without embeddings)."""
     rng = np.random.default_rng(1)
     ids = np.arange(200)
     x = rng.normal(size=(200, 2))
     y = (x[:, 0] > 0).astype(int)
     services = [EngineService(f"sqlite:///{tmp_path / f'e{i}.db'}", tmp_path / f"d{i}") for i in range(2)]
-    pids = [svc.create_project(name="p", classes=[0, 1], strategy="auto", seed=3)[0] for svc in services]
+    pids = [svc.create_project(name="p", classes=[0, 1], strategy="auto(algorithm='lcb')", seed=3)[0]
+            for svc in services]
     picks: list[list[list[int]]] = [[], []]
     for loop in range(4):
         if loop == 2:  # the second service restarts between loops

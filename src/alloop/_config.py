@@ -68,7 +68,7 @@ class ModelConfig(_Strict):
 
 
 class LoopConfig(_Strict):
-    strategy: str = "margin"
+    strategy: str = "auto"
     initial: int = Field(20, ge=1)
     batch_size: int = Field(10, ge=1)
     budget: int | None = Field(None, ge=1)

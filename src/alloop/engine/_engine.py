@@ -50,7 +50,7 @@ class SelectionEngine:
     """
 
     def __init__(
-        self, strategy: str | Strategy = "margin", *, seed: int = 0, classes: Sequence[Any] | None = None
+        self, strategy: str | Strategy = "auto", *, seed: int = 0, classes: Sequence[Any] | None = None
     ) -> None:
         self.strategy = make_strategy(strategy)
         self.seed = check_int(seed, "seed", "SelectionEngine", min=0)

@@ -16,7 +16,7 @@ rewarded with ``IW-ACC_t − IW-ACC_{t−1}``, each in proportion to its importa
 >>> bool(st["arms"]["margin"]["log_w"] > np.log(0.75))
 True
 
-``algorithm="lcb"`` is the cautious variant ``auto`` uses: margin (the safe fallback) keeps the batch unless
+``algorithm="lcb"`` is the cautious bandit (``auto(algorithm="lcb")``): margin keeps the batch unless
 another arm is *credibly* better. Every reward gives each arm a paired difference with margin,
 ``d_t(a) = r_t · (g_a − g_margin)`` (the EXP4 reward estimates of the two arms from the same batch); an arm's
 share grows only while the one-sided lower confidence bound of the mean of its ``d`` is above 0, and otherwise
@@ -27,6 +27,22 @@ decays from its prior to :data:`LCB_FLOOR` over the first :data:`LCB_EXPLORE_LOO
 ...     update(st, {"margin": 0.2, "random": 1.5}, reward=0.05, algorithm="lcb", eta=1.0)
 >>> arm_probabilities(st, ["margin", "random"], "lcb", np.random.default_rng(0)).round(2).tolist()
 [0.2, 0.8]
+
+``algorithm="surprise"`` (``auto``'s default) asks the labels directly whether diversity pays: during the first
+loops a few *probe* records the model is confident about (top probability ≥ :data:`SURPRISE_CONFIDENT`) are
+labeled. A probe is a *novel* error when the prediction was wrong and its label also differs from that of its
+nearest labeled record — the model was extrapolating into a region its labels did not cover (an error where the
+nearest label agrees with the true one is a *misfit*: the model cannot fit what it was shown, and more spread-out
+labels would not help). When novel errors outnumber misfits and are significantly more frequent than the model's
+own probabilities say its errors should be (a calibrated model is wrong with probability 1 − p_max), the batch goes
+to a diversity arm; otherwise margin keeps it.
+
+>>> conf = np.full(6, 0.97)
+>>> st = surprise_update(None, conf=conf, wrong=np.array([1, 0, 1, 0, 0, 0]), novel=np.array([1, 0, 1, 0, 0, 0]))
+>>> surprise_verdict(st)
+'diverse'
+>>> surprise_verdict(surprise_update(None, conf=conf, wrong=np.ones(6), novel=np.zeros(6)))
+'misfit'
 """
 
 from __future__ import annotations
@@ -55,11 +71,20 @@ __all__ = [
     "look_level",
     "lower_bound",
     "paired_update",
+    "SURPRISE_ALPHA",
+    "SURPRISE_CONFIDENT",
+    "SURPRISE_FLOOR",
+    "SURPRISE_MIN_N",
+    "SURPRISE_MIN_SHARE",
+    "SURPRISE_PROBE_LOOPS",
+    "surprise_p_value",
+    "surprise_update",
+    "surprise_verdict",
     "t_quantile",
     "update",
 ]
 
-ALGORITHMS = ("exp4p", "thompson", "lcb")
+ALGORITHMS = ("exp4p", "thompson", "lcb", "surprise")
 #: per-loop log entries kept in the state (older ones are dropped: the state does not grow with loops)
 LOG_CAP = 32
 _SIGMA = 0.05  # prior std of a reward (an accuracy change) for Thompson sampling
@@ -335,3 +360,68 @@ def lcb_probabilities(state: dict[str, Any], arms: Sequence[str]) -> np.ndarray:
         pi[list(arms).index(base)] = max(1.0 - pi.sum(), 0.0)
     total = pi.sum()
     return pi / total if total > 0 else np.full(len(arms), 1.0 / max(len(arms), 1))
+
+
+# ---- "surprise": does diversity pay? ask the labels of confident predictions ------------------------------
+#: "surprise": a prediction counts as confident when its top probability is at least this (calibrated → ≤ 10 % wrong)
+SURPRISE_CONFIDENT = 0.9
+#: "surprise": the first loops of a campaign may carry probes (after them, no decision to diversify = margin)
+SURPRISE_PROBE_LOOPS = 5
+#: "surprise": probes are drawn only while at least this share of the candidates is confident (the part of the pool
+#: where margin never looks and a confidently wrong model would go unnoticed)
+SURPRISE_MIN_SHARE = 0.1
+#: "surprise": labeled confident records needed before any verdict
+SURPRISE_MIN_N = 4
+#: "surprise": one-sided binomial level of "more novel errors than a calibrated model makes errors"
+SURPRISE_ALPHA = 0.02
+#: "surprise": the smallest error rate a calibrated model is credited with (a probability of 1 is not taken literally)
+SURPRISE_FLOOR = 0.02
+
+
+def surprise_update(
+    stats: dict[str, float] | None, *, conf: np.ndarray, wrong: np.ndarray, novel: np.ndarray
+) -> dict[str, float]:
+    """Add labeled confident predictions to the counts: ``conf[i]`` the top probability, ``wrong[i]`` the prediction
+    was wrong, ``novel[i]`` wrong *and* the label differs from the nearest labeled record's (an error outside what
+    the labels covered); ``expected`` sums the errors a calibrated model would make, ``1 − conf``.
+
+    >>> st = surprise_update(None, conf=np.array([0.9, 1.0]), wrong=np.array([1, 0]), novel=np.array([1, 0]))
+    >>> {k: round(v, 3) for k, v in st.items()}
+    {'n': 2.0, 'wrong': 1.0, 'novel': 1.0, 'expected': 0.1}
+    """
+    keys = ("n", "wrong", "novel", "expected")
+    n, w, v, e = (0.0, 0.0, 0.0, 0.0) if not stats else (float(stats[k]) for k in keys)
+    wrong, novel = np.asarray(wrong, dtype=bool), np.asarray(novel, dtype=bool)
+    expected = float(np.sum(1.0 - np.asarray(conf, dtype=np.float64)))
+    add = {"n": wrong.size, "wrong": wrong.sum(), "novel": (novel & wrong).sum(), "expected": expected}
+    return {k: float(old + add[k]) for k, old in zip(keys, (n, w, v, e), strict=True)}
+
+
+def surprise_p_value(stats: dict[str, float] | None) -> float:
+    """P(at least this many novel errors | a calibrated model): binomial, error rate ``max(expected / n, floor)``.
+
+    >>> round(surprise_p_value({"n": 6.0, "wrong": 3.0, "novel": 3.0, "expected": 0.6}), 4)
+    0.0158
+    """
+    if not stats or stats["n"] <= 0:
+        return 1.0
+    from scipy.stats import binom
+
+    rate = max(float(stats["expected"]) / float(stats["n"]), SURPRISE_FLOOR)
+    return float(binom.sf(stats["novel"] - 1.0, stats["n"], min(rate, 1.0)))
+
+
+def surprise_verdict(stats: dict[str, float] | None) -> str:
+    """``"undecided"`` (fewer than :data:`SURPRISE_MIN_N` probes), ``"misfit"`` (at least as many errors where the
+    labels already said otherwise as novel ones: the model does not follow its labels, so spreading them will not help),
+    ``"diverse"`` (novel errors significantly more frequent than a calibrated model's errors,
+    :func:`surprise_p_value` < :data:`SURPRISE_ALPHA`) or ``"calibrated"``.
+
+    >>> surprise_verdict({"n": 6.0, "wrong": 6.0, "novel": 2.0, "expected": 0.1})
+    'misfit'
+    """
+    if not stats or stats["n"] < SURPRISE_MIN_N:
+        return "undecided"
+    if stats["wrong"] - stats["novel"] >= stats["novel"]:
+        return "misfit"
+    return "diverse" if surprise_p_value(stats) < SURPRISE_ALPHA else "calibrated"

@@ -185,7 +185,7 @@ class EngineService:
 
     # ---- projects -----------------------------------------------------------------------------------
     def create_project(
-        self, *, name: str, classes: Sequence[Any], strategy: str = "margin", seed: int = 0
+        self, *, name: str, classes: Sequence[Any], strategy: str = "auto", seed: int = 0
     ) -> tuple[str, str]:
         """Create a project; returns (project id, API key). The key is shown once and stored hashed."""
         if not isinstance(name, str) or not name.strip() or len(name) > 200:

@@ -75,7 +75,7 @@ class RemoteEngine:
         token: str,
         *,
         classes: list[Any],
-        strategy: Any = "margin",
+        strategy: Any = "auto",
         seed: int = 0,
         project: str | None = None,
         name: str = "campaign",

@@ -183,7 +183,7 @@ class Campaign:
         labeler: LabelProvider,
         classes: Sequence[Any],
         pool: Any = None,
-        strategy: str = "margin",
+        strategy: str = "auto",
         initial: int = 20,
         initial_ids: Any = None,
         batch_size: int = 10,

@@ -34,7 +34,7 @@ class _Body(BaseModel):
 class ProjectIn(_Body):
     name: str = Field(min_length=1, max_length=200)
     classes: list[Id] = Field(min_length=2, max_length=100_000)
-    strategy: str = Field("margin", max_length=1000)
+    strategy: str = Field("auto", max_length=1000)
     seed: int = Field(0, ge=0)
 
 

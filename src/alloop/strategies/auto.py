@@ -220,7 +220,7 @@ class _Bandit(_Stateful):
         owner = type(self).__name__
         from alloop.engine.portfolio import ALGORITHMS
 
-        check_choice(self.algorithm, "algorithm", owner, ALGORITHMS)
+        check_choice(self.algorithm, "algorithm", owner, ALGORITHMS if self.name == "auto" else ALGORITHMS[:3])
         check_float(self.gamma, "gamma", owner, low=0.0, high=1.0)
         check_float(self.eta, "eta", owner, low=0.0)
         check_float(self.holdout_weight, "holdout_weight", owner, low=0.0, high=1.0)
@@ -389,6 +389,17 @@ def _bounds_text(st: dict[str, Any]) -> str:
     return "; lower bounds vs margin " + ", ".join(f"{a}={b:+.4f}" for a, b in bounds.items()) if bounds else ""
 
 
+def _nearest_label(ctx: SelectionContext, positions: np.ndarray) -> np.ndarray:
+    """The label of each candidate's nearest labeled record in embedding space (−1 without one)."""
+    lab = ctx.labeled_embeddings
+    if ctx.embeddings is None or lab is None or lab.shape[0] == 0 or positions.size == 0:
+        return np.full(positions.size, -1, dtype=np.int64)
+    x = np.asarray(ctx.embeddings[positions], dtype=np.float64)
+    lab = np.asarray(lab, dtype=np.float64)
+    d2 = (x * x).sum(axis=1)[:, None] + (lab * lab).sum(axis=1)[None, :] - 2.0 * x @ lab.T
+    return np.asarray(ctx.labels_for_embeddings, dtype=np.int64)[np.argmin(d2, axis=1)]
+
+
 def _arm_select(arm: Strategy, ctx: SelectionContext, k: int) -> np.ndarray:
     if type(arm).select is Strategy.select:
         return ctx.ids[top_k(arm.score(ctx), k)]
@@ -449,13 +460,16 @@ class PortfolioStrategy(_Bandit):
 
 
 class AutoStrategy(_Bandit):
-    """auto: scheduler → portfolio over the eligible strategies (learned selector included), margin when thin.
+    """auto: margin sampling, unless the labels of a few confident predictions say diversity pays.
 
-    The scheduler (:mod:`alloop.engine.schedule`) picks eligible arms and prior weights from the labeled-set
-    size, the metadata shared, the pool size and measured seconds against ``max_selection_seconds``;
-    costly arms run on ``max_candidates`` candidates when the pool is larger. With probabilities only and
-    a single INFER pass behind it, ``auto`` is plain margin sampling. ``selector`` is the learned arm's
-    weights file (default: the shipped selector).
+    Default ``algorithm="surprise"``: in the first loops, ``probes`` records of each batch are drawn by ``probe``
+    among the candidates the model is sure about; when their labels show significantly more *novel* errors (wrong,
+    and unlike the nearest labeled record) than a calibrated model makes — and more novel errors than misfits —
+    the batch goes to ``diverse`` (``diverse_share`` of it); otherwise it is margin's (maths and constants in
+    :mod:`alloop.engine.portfolio`). Without embeddings it is plain margin. ``algorithm="lcb"``, ``"exp4p"`` or
+    ``"thompson"`` give the bandit instead: scheduler (:mod:`alloop.engine.schedule`) → portfolio over the eligible
+    arms, the learned selector (``selector``) included, with ``gamma``, ``eta``, ``explore``, ``holdout_weight``,
+    ``max_selection_seconds``. Arms costlier than O(n) run on ``max_candidates`` candidates of a larger pool.
     """
 
     name = "auto"
@@ -463,7 +477,7 @@ class AutoStrategy(_Bandit):
     def __init__(
         self,
         *,
-        algorithm: str = "lcb",
+        algorithm: str = "surprise",
         gamma: float = 0.02,
         eta: float = 2.0,
         max_selection_seconds: float | None = None,
@@ -471,6 +485,10 @@ class AutoStrategy(_Bandit):
         selector: str | None = None,
         explore: float | None = 0.1,
         holdout_weight: float = 0.5,
+        diverse: str = "coreset",
+        diverse_share: float = 1.0,
+        probe: str = "random",
+        probes: int = 1,
         seed: int | None = None,
     ) -> None:
         self.algorithm = algorithm
@@ -481,6 +499,10 @@ class AutoStrategy(_Bandit):
         self.max_selection_seconds = max_selection_seconds
         self.max_candidates = max_candidates
         self.selector = selector
+        self.diverse = diverse
+        self.diverse_share = diverse_share
+        self.probe = probe
+        self.probes = probes
         self.seed = seed
 
     def _plan(self, ctx: SelectionContext) -> Any:
@@ -506,6 +528,113 @@ class AutoStrategy(_Bandit):
         thin = count is None or count.size == 0 or float(np.max(count)) <= 1.0
         return "margin" if thin and ctx.embeddings is None else None
 
+    # ---- algorithm="surprise": margin, unless labeled confident predictions say diversity pays ----------------
+    def _advance(self, ctx: SelectionContext) -> None:
+        from alloop.engine.portfolio import surprise_update
+
+        st = self._state()
+        if st["loop"] != ctx.loop and st.get("probe_pending"):
+            pend, labels = st["probe_pending"], _labels_by_id(ctx)
+            rows = [j for j, v in enumerate(pend["ids"]) if v in labels]
+            y = np.array([labels[pend["ids"][j]] for j in rows], dtype=np.int64)
+            wrong = y != np.array([pend["pred"][j] for j in rows], dtype=np.int64)
+            novel = wrong & (y != np.array([pend["nearest"][j] for j in rows], dtype=np.int64))
+            conf = np.array([pend["conf"][j] for j in rows], dtype=np.float64)
+            st["surprise"] = surprise_update(st.get("surprise"), conf=conf, wrong=wrong, novel=novel)
+            st["probe_pending"] = None
+        super()._advance(ctx)
+
+    def _choose(self, ctx: SelectionContext, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.algorithm != "surprise":
+            return super()._choose(ctx, k)
+        from alloop.engine.portfolio import (
+            SURPRISE_CONFIDENT,
+            SURPRISE_MIN_SHARE,
+            SURPRISE_PROBE_LOOPS,
+            append_log,
+            surprise_p_value,
+            surprise_verdict,
+        )
+        from alloop.strategies import make_strategy, margin_scores
+
+        self._validate()
+        owner = "AutoStrategy"
+        check_float(self.diverse_share, "diverse_share", owner, low=0.0, high=1.0)
+        n_probes = check_int(self.probes, "probes", owner, min=0)
+        for param in ("diverse", "probe"):
+            if not isinstance(getattr(self, param), str):
+                raise ConfigError(
+                    f"The '{param}' parameter of AutoStrategy must be a strategy spec. Got {getattr(self, param)!r}."
+                )
+        self._advance(ctx)
+        st = self._state()
+        k = min(k, ctx.n)
+        probs = np.asarray(ctx.probs, dtype=np.float64)
+        stats = st.get("surprise")
+        verdict = surprise_verdict(stats)
+        have = set(ctx.available) | {"labels"}
+        can_diversify = make_strategy(self.diverse).needs <= have and make_strategy(self.probe).needs <= have
+        conf = probs.max(axis=1)
+        diverse: np.ndarray = np.empty(0, dtype=np.int64)
+        probes: np.ndarray = np.empty(0, dtype=np.int64)
+        # probes only in the first loops of the campaign: the cold start, where diversity pays if it ever does
+        sp = st.setdefault("probing", {"age": 0, "loop": None, "probed": None})
+        if sp["loop"] != ctx.loop:
+            sp["age"], sp["loop"] = int(sp["age"]) + 1, ctx.loop
+        if verdict == "diverse" and can_diversify:
+            n_div = int(round(k * float(self.diverse_share)))
+            everyone = np.arange(ctx.n)
+            diverse = self._picks_among(ctx, everyone, self.diverse, n_div) if n_div else diverse
+        elif can_diversify and k > n_probes > 0:
+            confident = np.flatnonzero(conf >= SURPRISE_CONFIDENT)
+            enough = confident.size >= max(n_probes, SURPRISE_MIN_SHARE * ctx.n)
+            if sp["age"] <= SURPRISE_PROBE_LOOPS and enough:
+                sp["probed"] = ctx.loop
+            if sp["probed"] == ctx.loop:
+                probes = np.sort(self._picks_among(ctx, confident, self.probe, n_probes))
+        taken = np.concatenate([diverse, probes])
+        order = top_k(margin_scores(probs), min(ctx.n, k + taken.size))  # margin's best, enough to fill the batch
+        rest = order[~np.isin(order, taken)][: k - taken.size]
+        chosen = np.concatenate([taken, rest]).astype(np.int64)
+        tracked = taken[conf[taken] >= SURPRISE_CONFIDENT]  # confident records whose labels say if it was right
+        st["probe_pending"] = {
+            "ids": ctx.ids[tracked].tolist(),
+            "pred": [int(v) for v in np.argmax(probs[tracked], axis=1)],
+            "nearest": [int(v) for v in _nearest_label(ctx, tracked)],
+            "conf": [float(v) for v in conf[tracked]],
+        }
+        st["loop"], st["pending"] = ctx.loop, None
+        arm = self.diverse if diverse.size else "margin"
+        pi = {"margin": round(1.0 - diverse.size / max(k, 1), 3), self.diverse: round(diverse.size / max(k, 1), 3)}
+        from_arm = {"margin": int(rest.size), self.diverse: int(diverse.size), "probe": int(probes.size)}
+        append_log(st, {"loop": ctx.loop, "pi": pi, "from": from_arm, "verdict": verdict, "surprise": stats})
+        n, w, v = (0, 0, 0) if not stats else (int(stats["n"]), int(stats["wrong"]), int(stats["novel"]))
+        self.__dict__["_last_reason"] = (
+            f"auto[surprise]: {arm} ({verdict}: {w} of {n} confident predictions wrong, {v} outside what the labels "
+            f"covered, p={surprise_p_value(stats):.2g} vs a calibrated model)"
+            + ("" if can_diversify else f"; {self.diverse} not available (its metadata is not shared)")
+            + "; arm probabilities "
+            + ", ".join(f"{a}={share:.2f}" for a, share in pi.items())
+            + (f"; probes: {probes.size} among the confident" if probes.size else "")
+        )
+        q = np.zeros(ctx.n)
+        q[chosen] = 1.0 / max(chosen.size, 1)
+        return chosen, q if chosen.size else np.full(ctx.n, 1.0 / max(ctx.n, 1))
+
+    def _picks_among(self, ctx: SelectionContext, positions: np.ndarray, spec: str, k: int) -> np.ndarray:
+        """``k`` positions chosen by strategy ``spec`` among ``positions`` (a seeded ``max_candidates`` of them)."""
+        from alloop.strategies.compose import subset_context
+
+        check_int(self.max_candidates, "max_candidates", "AutoStrategy", min=1)
+        if positions.size > self.max_candidates:
+            positions = np.sort(ctx.rng(self.seed).choice(positions, self.max_candidates, replace=False))
+        sub = subset_context(ctx, positions)
+        return positions[_positions(sub, _arm_select(self._arm(spec), sub, k))]
+
     @classmethod
     def _test_params(cls) -> list[dict[str, Any]]:
-        return [{}, {"algorithm": "thompson", "max_candidates": 8, "seed": 2}]
+        return [
+            {},
+            {"algorithm": "thompson", "max_candidates": 8, "seed": 2},
+            {"algorithm": "surprise", "max_candidates": 8, "seed": 1},
+        ]
