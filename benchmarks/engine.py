@@ -41,14 +41,18 @@ CELLS = OUT / "cells.jsonl"
 REAL = ("iris", "wine", "breast_cancer", "digits")
 SYNTHETIC = ("xor", "checkerboard", "moons")
 STRATEGIES = ("auto", "margin", "entropy", "random", "coreset", "portfolio", "learned")
-#: tuning happens here only: the same families with another task seed (20011), never the benchmark's tasks
-VALIDATION = ("val-xor", "val-checkerboard", "val-moons", "val-classification")
-VAL_TASK_SEED = 20_011
+#: tuning happens here only: the same families with other task seeds, never the benchmark's tasks — ``val-FAMILY``
+#: with task seed 20011 (sessions 2–4), ``val2-FAMILY`` with 20023 (since session 5)
+VAL_FAMILIES = ("xor", "checkerboard", "moons", "classification")
+VAL_TASK_SEEDS = {"val-": 20_011, "val2-": 20_023}
+VALIDATION = tuple(f"{prefix}{f}" for prefix in VAL_TASK_SEEDS for f in VAL_FAMILIES)
+VAL_TASK_SEED = VAL_TASK_SEEDS["val-"]
 #: cells of a strategy whose defaults changed are re-run (older cells carry no version = 1)
-#: auto: 3 explore=0.1, gamma=0.02; 4 algorithm="lcb"; 5-7 early "surprise" rules; 8 "surprise" (default), probes=1.
+#: auto: 3 explore=0.1, gamma=0.02; 4 algorithm="lcb"; 5-7 early "surprise" rules; 8 "surprise" (default), probes=1;
+#: 9 "surprise" with early_probes=2, probe_loops=8, alpha=0.05, diverse="learned" (session 5, chosen on VALIDATION).
 #: learned: 2 rank features, both model classes, L2 1.0, diverse batches (chosen on VALIDATION only).
 #: portfolio: 2 the same bandit with the learned selector v2 as its learned arm.
-VERSION = {"auto": 8, "learned": 2, "portfolio": 2}
+VERSION = {"auto": 9, "learned": 2, "portfolio": 2}
 #: the spec a strategy name runs as, when not the strategy's defaults (session 3 ran ``auto(algorithm='lcb')``;
 #: since session 4 ``auto`` is ``AutoStrategy``'s default, ``algorithm="surprise"``)
 SPECS: dict[str, str] = {}
@@ -62,7 +66,7 @@ def selector_for(dataset: str) -> str | None:
     ``alloop.engine.learned.FIT``) minus the family; the file name carries ``VERSION["learned"]`` so a new
     recipe never reuses an older file.
     """
-    dataset = dataset.removeprefix("val-")
+    dataset = _val_family(dataset)[0]
     if dataset not in SYNTHETIC:
         return None
     path = OUT / f"selector-v{VERSION.get('learned', 1)}-without-{dataset}.json"
@@ -90,13 +94,21 @@ def spec_for(strategy: str, dataset: str) -> str:
     return f"{base}({args + ', ' if args else ''}{extra})"
 
 
+def _val_family(dataset: str) -> tuple[str, int | None]:
+    """``(family, task seed)`` of a validation data set name, ``(dataset, None)`` for any other."""
+    for prefix, task_seed in VAL_TASK_SEEDS.items():
+        if dataset.startswith(prefix):
+            return dataset.removeprefix(prefix), task_seed
+    return dataset, None
+
+
 def load(dataset: str) -> Any:
     from alloop.datasets import Dataset, load_dataset
     from alloop.engine.learned import synthetic_task
 
-    if dataset.startswith("val-"):
-        family = dataset.removeprefix("val-")
-        X, y = synthetic_task(family, VAL_TASK_SEED, n=600)
+    family, task_seed = _val_family(dataset)
+    if task_seed is not None:
+        X, y = synthetic_task(family, task_seed, n=600)
         names = tuple(f"x{j}" for j in range(X.shape[1]))
         return Dataset(X=X, y=y, ids=np.arange(y.size), name=dataset, feature_names=names, classes=np.unique(y))
     if dataset in SYNTHETIC:
@@ -361,12 +373,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--quick",
         action="store_true",
-        help="tuning run: the validation families (task seed 20011, never the benchmark's tasks), 6 seeds",
+        help="tuning run: the validation families (task seeds 20011, 20023; never the benchmark's tasks), 6 seeds",
+    )
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="where to write the summary JSON (default results/engine.json, with --quick results/engine-quick.json)",
     )
     ap.add_argument("--markdown", action="store_true", help="print the docs/benchmarks.md tables")
     args = ap.parse_args(argv)
     if args.quick:
-        args.datasets = [d for d in args.datasets if d.startswith("val-")] or list(VALIDATION)
+        args.datasets = [d for d in args.datasets if _val_family(d)[1] is not None] or list(VALIDATION)
         args.seeds = min(args.seeds, 6)
     OUT.mkdir(parents=True, exist_ok=True)
     if not args.summary:
@@ -407,8 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join([os.path.basename(sys.argv[0])] + (argv or sys.argv[1:])),
         "date": "2026-11-24",
     }
-    name = "engine-quick.json" if args.quick else "engine.json"
-    (ROOT / "results" / name).write_text(json.dumps(summary, indent=1) + "\n")
+    out = Path(args.out) if args.out else ROOT / "results" / ("engine-quick.json" if args.quick else "engine.json")
+    out.write_text(json.dumps(summary, indent=1) + "\n")
     print(markdown(summary) if args.markdown else render(summary))
     print(json.dumps(summary["targets"], indent=1))
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -182,7 +183,15 @@ def test_auto_defaults_to_surprise_and_the_lcb_reason_shows_the_bounds():
     from alloop.strategies import make_strategy
     from alloop.strategies.auto import _bounds_text
 
-    assert make_strategy("auto").algorithm == "surprise" and make_strategy("auto").probes == 1
+    auto = make_strategy("auto")
+    assert (auto.algorithm, auto.probes, auto.early_probes, auto.probe_loops, auto.alpha, auto.diverse) == (
+        "surprise",
+        1,
+        2,
+        8,
+        0.05,
+        "learned",
+    )
     assert _bounds_text({}) == ""
     assert _bounds_text({"lcb": {"bounds": {"random": None}}}) == ""
     text = _bounds_text({"lcb": {"bounds": {"random": -0.0123, "entropy": None, "coreset": 0.004}}})
@@ -190,12 +199,12 @@ def test_auto_defaults_to_surprise_and_the_lcb_reason_shows_the_bounds():
 
 
 # ---- algorithm="surprise": margin unless labeled confident predictions say diversity pays -------------------
-def _surprise_campaign(truth, model, initial, loops=9, seed=0):
-    """2-D points, a 'model' ``model(X, X_lab, y_lab) -> p(class 1)``; per loop (auto, margin, coreset, reason)."""
+def _surprise_campaign(truth, model, initial, loops=9, seed=0, strat=None, restore_at=None):
+    """2-D points, a 'model' ``model(X, X_lab, y_lab) -> p(class 1)``; per loop (auto, margin, diverse arm, reason)."""
     rng = np.random.default_rng(seed)
     X = rng.uniform(-1, 1, size=(300, 2))
     y = truth(X).astype(np.int64)
-    strat = AutoStrategy(algorithm="surprise", seed=seed)
+    strat = AutoStrategy(algorithm="surprise", seed=seed) if strat is None else strat
     eng = SelectionEngine(strategy=strat, seed=seed, classes=[0, 1])
     eng.add_records(np.arange(300))
     init = initial(X)
@@ -204,13 +213,17 @@ def _surprise_campaign(truth, model, initial, loops=9, seed=0):
     eng.observe_labels(init, y[init])
     out = []
     for loop in range(1, loops + 1):
+        if loop == restore_at:  # a new process resumes the campaign from the persisted state
+            strat = AutoStrategy(algorithm="surprise", seed=seed)
+            strat.load_state_dict(json.loads(json.dumps(eng.strategy.state_dict())))
+            eng.strategy = strat
         unl = eng.pool.ids(RecordState.UNLABELED)
         lab = eng.pool.ids(RecordState.LABELED)
         p1 = np.clip(model(X[unl], X[lab], y[lab]) + rng.normal(0, 0.005, unl.size), 0.0, 1.0)
         eng.ingest(Snapshot(ids=unl, probs=np.column_stack([1 - p1, p1]), embeddings=X[unl]), loop=loop)
-        picks = {s: sorted(eng.recommend(10, strategy=s, loop=loop).ids.tolist()) for s in ("margin", "coreset")}
+        picks = {s: sorted(eng.recommend(10, strategy=s, loop=loop).ids.tolist()) for s in ("margin", strat.diverse)}
         sel = eng.recommend(10, loop=loop)
-        out.append((sorted(sel.ids.tolist()), picks["margin"], picks["coreset"], sel.reason))
+        out.append((sorted(sel.ids.tolist()), picks["margin"], picks[strat.diverse], sel.reason))
         eng.observe_labels(sel.ids, y[sel.ids])
     return out, strat
 
@@ -233,21 +246,31 @@ def _nearest_neighbour(X, X_lab, y_lab):
 def test_surprise_moves_to_diversity_when_confident_predictions_are_wrong_where_nothing_is_labeled():
     # labels only on the far left; the model is sure everything else is class 0, and most of it is class 1
     out, strat = _surprise_campaign(lambda X: X[:, 0] > -0.5, _nearest_neighbour, _left)
+    early = strat.early_probes
     auto1, margin1, _, reason1 = out[0]
-    assert len(set(auto1) - set(margin1)) == 1 and "probes: 1 among the confident" in reason1
-    switched = [t for t, (a, _, c, r) in enumerate(out) if a == c and "auto[surprise]: coreset (diverse" in r]
-    assert switched and switched[0] <= 5  # one probe a loop: 4 labeled confident predictions, novel errors
+    assert len(set(auto1) - set(margin1)) == early and f"probes: {early} among the confident" in reason1
+    switched = [t for t, (*_, r) in enumerate(out) if f"auto[surprise]: {strat.diverse} (diverse" in r]
+    assert switched and switched[0] <= 3  # two probes a loop until 4 are labeled: novel errors at loop 3
+    assert out[switched[0]][0] == out[switched[0]][2]  # the whole batch is the diverse arm's
     assert strat.state_dict()["surprise"]["novel"] >= 2
-    assert set(strat.__dict__.get("_arms", {})) <= {"coreset", "random"}  # the learned arm and the others never ran
+    assert set(strat.__dict__.get("_arms", {})) <= {strat.diverse, "random"}  # margin's picks need no arm object
+    for probes, first in ((1, 5), (early, 3)):  # one probe a loop needs two more loops to decide
+        slow = AutoStrategy(algorithm="surprise", seed=0, early_probes=probes)
+        out, _ = _surprise_campaign(lambda X: X[:, 0] > -0.5, _nearest_neighbour, _left, strat=slow)
+        assert min(t for t, (*_, r) in enumerate(out) if "(diverse" in r) == first - 1 + (probes == 1)
 
 
 def test_surprise_stays_on_margin_when_confident_predictions_are_right():
     out, strat = _surprise_campaign(lambda X: X[:, 0] < -0.6, _unsure_left, _left)  # the model is right
-    from alloop.engine.portfolio import SURPRISE_PROBE_LOOPS
+    from alloop.engine.portfolio import SURPRISE_MIN_N, SURPRISE_PROBE_LOOPS
 
     assert all(a == m for a, m, _, _ in out[SURPRISE_PROBE_LOOPS:])  # exactly margin once the probes are spent
+    probes = [int(r.split("probes: ")[1].split()[0]) for *_, r in out if "probes: " in r]
+    # early_probes a loop until SURPRISE_MIN_N are labeled (their labels arrive the loop after), then probes
+    assert len(probes) == SURPRISE_PROBE_LOOPS and probes[:2] == [strat.early_probes] * 2 and probes[2:] == [1] * 3
+    assert strat.early_probes * 2 >= SURPRISE_MIN_N
     assert all("margin (" in r for *_, r in out) and strat.state_dict()["surprise"] == {
-        "n": SURPRISE_PROBE_LOOPS,
+        "n": sum(probes),
         "wrong": 0.0,
         "novel": 0.0,
         "expected": pytest.approx(strat.state_dict()["surprise"]["expected"]),
@@ -290,14 +313,52 @@ def test_surprise_is_deterministic_and_resumes_from_its_state():
     tail, _ = run(restored, 3, eng)
     assert head + tail == a
     assert restored.state_dict()["surprise"]["n"] > 0
+    # the learned arm's online error model (fit on the labels of its picks) is part of the state too
+    whole, _ = _surprise_campaign(lambda X: X[:, 0] > -0.5, _nearest_neighbour, _left)
+    resumed, strat = _surprise_campaign(lambda X: X[:, 0] > -0.5, _nearest_neighbour, _left, restore_at=6)
+    assert [o[0] for o in resumed] == [o[0] for o in whole]
+    assert strat.state_dict()["learned"]["online"]["n"] >= 10
 
 
 def test_surprise_with_probabilities_only_is_margin_and_says_why():
     ctx = _ctx(labeled=40)
     auto = AutoStrategy(algorithm="surprise")
     assert sorted(auto.select(ctx, 5).tolist()) == sorted(make_strategy("margin").select(ctx, 5).tolist())
-    assert "coreset not available" in auto.explain()
+    assert "no probes and no learned: embeddings or its metadata not shared" in auto.explain()
+    from alloop.testing import conformance_context
+
+    history_only = conformance_context(40, include={"probs", "history"})  # the learned arm's metadata, no embeddings
+    sure = np.zeros_like(history_only.probs)
+    sure[:, :2] = [0.98, 0.02]
+    sure[:10] = history_only.probs[:10]  # a few unsure records, the rest confident: probes would be drawn here
+    history_only = dataclasses.replace(history_only, probs=sure)
+    assert history_only.embeddings is None and history_only.history is not None
+    assert sorted(AutoStrategy(seed=0).select(history_only, 5).tolist()) == sorted(
+        make_strategy("margin").select(history_only, 5).tolist()
+    )
     with pytest.raises(Exception, match="'diverse_share' parameter of AutoStrategy"):
         AutoStrategy(algorithm="surprise", diverse_share=2.0).select(ctx, 3)
     with pytest.raises(Exception, match="'algorithm' parameter of PortfolioStrategy"):
         make_strategy("portfolio(algorithm='surprise')").select(ctx, 3)
+
+
+def test_surprise_keeps_probing_past_the_first_loops_only_while_undecided():
+    # unsure everywhere while fewer than 50 records are labeled (the first 5 loops), then sure of class 0 everywhere
+    def late(X, X_lab, y_lab):
+        return np.full(X.shape[0], 0.5 if y_lab.size < 50 else 0.03)
+
+    counts = {}
+    for window in (5, 8):
+        strat = AutoStrategy(algorithm="surprise", seed=0, probe_loops=window)
+        out, strat = _surprise_campaign(lambda X: X[:, 0] > 0.5, late, _left, loops=10, strat=strat)
+        counts[window] = (strat.state_dict().get("surprise") or {}).get("n", 0)
+        assert all("probes: " not in r for *_, r in out[:5])  # nothing confident to probe yet
+    # two loops of two probes after the fifth, then decided (4 labeled) and the window closes
+    assert counts == {5: 0, 8: 2 * AutoStrategy().early_probes}
+
+
+def test_surprise_checks_its_parameters():
+    ctx = _ctx(labeled=40)
+    for bad in ({"alpha": 2.0}, {"early_probes": -1}, {"probe_loops": "8"}, {"probes": 1.5}):
+        with pytest.raises(Exception, match=f"'{next(iter(bad))}' parameter of AutoStrategy"):
+            AutoStrategy(algorithm="surprise", **bad).select(ctx, 3)

@@ -347,26 +347,31 @@ def test_surprise_counts_only_novel_errors_against_the_models_own_error_rate():
     # the same three novel errors are no surprise for a model that said it would be wrong half the time
     unsure = surprise_update(None, conf=np.full(6, 0.5), wrong=wrong, novel=np.ones(6))
     assert surprise_p_value(unsure) > 0.5 and surprise_verdict(unsure) == "calibrated"
+    two = np.arange(12) < 2
+    two = surprise_update(None, conf=np.full(12, 0.99), wrong=two, novel=two)
+    assert 0.02 < surprise_p_value(two) < 0.05  # 2 novel errors in 12 probes at p_max 0.99 (rate floor 0.02): 0.023
+    assert surprise_verdict(two, alpha=0.02) == "calibrated" and surprise_verdict(two) == "diverse"
     assert json.loads(json.dumps(novel)) == novel
 
 
 def test_surprise_rarely_switches_for_a_calibrated_model():
-    from alloop.engine.portfolio import (
-        SURPRISE_PROBE_LOOPS,
-        surprise_update,
-        surprise_verdict,
-    )
+    from alloop.engine.portfolio import SURPRISE_MIN_N, SURPRISE_PROBE_LOOPS, surprise_update, surprise_verdict
+    from alloop.strategies.auto import AutoStrategy
 
+    auto = AutoStrategy()  # the default schedule: early_probes a batch until SURPRISE_MIN_N are labeled, then probes
     rng = np.random.default_rng(0)
-    switched = 0
-    probes = 1  # auto's default per batch
-    for _ in range(400):  # probes of a calibrated model: wrong with probability 1 − conf, half of errors novel
-        st = None
-        for _ in range(SURPRISE_PROBE_LOOPS):
-            conf = rng.uniform(0.9, 1.0, probes)
-            wrong = rng.random(probes) < 1.0 - conf
-            st = surprise_update(st, conf=conf, wrong=wrong, novel=wrong & (rng.random(probes) < 0.5))
-            if surprise_verdict(st) == "diverse":
-                switched += 1
-                break
-    assert switched / 400 < 0.03
+    rates = {}
+    for alpha in (auto.alpha, 0.5):
+        switched = 0
+        for _ in range(400):  # probes of a calibrated model: wrong with probability 1 − conf, half of errors novel
+            st = None
+            for _ in range(SURPRISE_PROBE_LOOPS):
+                k = auto.early_probes if st is None or st["n"] < SURPRISE_MIN_N else auto.probes
+                conf = rng.uniform(0.9, 1.0, k)
+                wrong = rng.random(k) < 1.0 - conf
+                st = surprise_update(st, conf=conf, wrong=wrong, novel=wrong & (rng.random(k) < 0.5))
+                if surprise_verdict(st, alpha=alpha) == "diverse":
+                    switched += 1
+                    break
+        rates[alpha] = switched / 400
+    assert rates[auto.alpha] < 0.03 < rates[0.5]  # the level decides (a lax one switches on calibrated models)

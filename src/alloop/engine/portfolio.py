@@ -373,7 +373,7 @@ SURPRISE_MIN_SHARE = 0.1
 #: "surprise": labeled confident records needed before any verdict
 SURPRISE_MIN_N = 4
 #: "surprise": one-sided binomial level of "more novel errors than a calibrated model makes errors"
-SURPRISE_ALPHA = 0.02
+SURPRISE_ALPHA = 0.05
 #: "surprise": the smallest error rate a calibrated model is credited with (a probability of 1 is not taken literally)
 SURPRISE_FLOOR = 0.02
 
@@ -411,11 +411,11 @@ def surprise_p_value(stats: dict[str, float] | None) -> float:
     return float(binom.sf(stats["novel"] - 1.0, stats["n"], min(rate, 1.0)))
 
 
-def surprise_verdict(stats: dict[str, float] | None) -> str:
+def surprise_verdict(stats: dict[str, float] | None, *, alpha: float = SURPRISE_ALPHA) -> str:
     """``"undecided"`` (fewer than :data:`SURPRISE_MIN_N` probes), ``"misfit"`` (at least as many errors where the
     labels already said otherwise as novel ones: the model does not follow its labels, so spreading them will not help),
     ``"diverse"`` (novel errors significantly more frequent than a calibrated model's errors,
-    :func:`surprise_p_value` < :data:`SURPRISE_ALPHA`) or ``"calibrated"``.
+    :func:`surprise_p_value` < ``alpha``, by default :data:`SURPRISE_ALPHA`) or ``"calibrated"``.
 
     >>> surprise_verdict({"n": 6.0, "wrong": 6.0, "novel": 2.0, "expected": 0.1})
     'misfit'
@@ -424,4 +424,4 @@ def surprise_verdict(stats: dict[str, float] | None) -> str:
         return "undecided"
     if stats["wrong"] - stats["novel"] >= stats["novel"]:
         return "misfit"
-    return "diverse" if surprise_p_value(stats) < SURPRISE_ALPHA else "calibrated"
+    return "diverse" if surprise_p_value(stats) < alpha else "calibrated"

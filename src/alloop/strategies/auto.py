@@ -462,14 +462,16 @@ class PortfolioStrategy(_Bandit):
 class AutoStrategy(_Bandit):
     """auto: margin sampling, unless the labels of a few confident predictions say diversity pays.
 
-    Default ``algorithm="surprise"``: in the first loops, ``probes`` records of each batch are drawn by ``probe``
-    among the candidates the model is sure about; when their labels show significantly more *novel* errors (wrong,
-    and unlike the nearest labeled record) than a calibrated model makes — and more novel errors than misfits —
-    the batch goes to ``diverse`` (``diverse_share`` of it); otherwise it is margin's (maths and constants in
-    :mod:`alloop.engine.portfolio`). Without embeddings it is plain margin. ``algorithm="lcb"``, ``"exp4p"`` or
-    ``"thompson"`` give the bandit instead: scheduler (:mod:`alloop.engine.schedule`) → portfolio over the eligible
-    arms, the learned selector (``selector``) included, with ``gamma``, ``eta``, ``explore``, ``holdout_weight``,
-    ``max_selection_seconds``. Arms costlier than O(n) run on ``max_candidates`` candidates of a larger pool.
+    Default ``algorithm="surprise"``: in the first loops, ``probes`` records of each batch (``early_probes`` until
+    4 are labeled; up to loop ``probe_loops`` while fewer are) are drawn by ``probe`` among the candidates the model
+    is sure about; when their labels show more *novel* errors (wrong, and unlike the nearest labeled record) than a
+    calibrated model makes (binomial p < ``alpha``) — and more novel errors than misfits — the batch goes to
+    ``diverse`` (the learned selector, ``selector``; ``diverse_share`` of the batch); otherwise it is margin's (maths
+    and constants in :mod:`alloop.engine.portfolio`). Without embeddings it is plain margin. ``algorithm="lcb"``,
+    ``"exp4p"`` or ``"thompson"`` give the bandit instead: scheduler (:mod:`alloop.engine.schedule`) → portfolio
+    over the eligible arms, the learned selector (``selector``) included, with ``gamma``, ``eta``, ``explore``,
+    ``holdout_weight``, ``max_selection_seconds``. Arms costlier than O(n) run on ``max_candidates`` candidates of
+    a larger pool.
     """
 
     name = "auto"
@@ -485,10 +487,13 @@ class AutoStrategy(_Bandit):
         selector: str | None = None,
         explore: float | None = 0.1,
         holdout_weight: float = 0.5,
-        diverse: str = "coreset",
+        diverse: str = "learned",
         diverse_share: float = 1.0,
         probe: str = "random",
         probes: int = 1,
+        early_probes: int | None = 2,
+        probe_loops: int = 8,
+        alpha: float = 0.05,
         seed: int | None = None,
     ) -> None:
         self.algorithm = algorithm
@@ -503,6 +508,9 @@ class AutoStrategy(_Bandit):
         self.diverse_share = diverse_share
         self.probe = probe
         self.probes = probes
+        self.early_probes = early_probes
+        self.probe_loops = probe_loops
+        self.alpha = alpha
         self.seed = seed
 
     def _plan(self, ctx: SelectionContext) -> Any:
@@ -561,6 +569,9 @@ class AutoStrategy(_Bandit):
         owner = "AutoStrategy"
         check_float(self.diverse_share, "diverse_share", owner, low=0.0, high=1.0)
         n_probes = check_int(self.probes, "probes", owner, min=0)
+        n_early = check_int(self.early_probes, "early_probes", owner, min=0, allow_none=True)
+        probe_loops = check_int(self.probe_loops, "probe_loops", owner, min=0)
+        alpha = check_float(self.alpha, "alpha", owner, low=0.0, high=1.0)
         for param in ("diverse", "probe"):
             if not isinstance(getattr(self, param), str):
                 raise ConfigError(
@@ -571,9 +582,16 @@ class AutoStrategy(_Bandit):
         k = min(k, ctx.n)
         probs = np.asarray(ctx.probs, dtype=np.float64)
         stats = st.get("surprise")
-        verdict = surprise_verdict(stats)
+        verdict = surprise_verdict(stats, alpha=alpha)
+        if verdict == "undecided" and n_early is not None:
+            n_probes = n_early  # more probes per batch until SURPRISE_MIN_N are labeled
         have = set(ctx.available) | {"labels"}
-        can_diversify = make_strategy(self.diverse).needs <= have and make_strategy(self.probe).needs <= have
+        # novelty needs the nearest labeled record (embeddings), whatever the diverse arm itself needs
+        can_diversify = (
+            "embeddings" in have
+            and make_strategy(self.diverse).needs <= have
+            and make_strategy(self.probe).needs <= have
+        )
         conf = probs.max(axis=1)
         diverse: np.ndarray = np.empty(0, dtype=np.int64)
         probes: np.ndarray = np.empty(0, dtype=np.int64)
@@ -588,7 +606,8 @@ class AutoStrategy(_Bandit):
         elif can_diversify and k > n_probes > 0:
             confident = np.flatnonzero(conf >= SURPRISE_CONFIDENT)
             enough = confident.size >= max(n_probes, SURPRISE_MIN_SHARE * ctx.n)
-            if sp["age"] <= SURPRISE_PROBE_LOOPS and enough:
+            window = SURPRISE_PROBE_LOOPS if verdict != "undecided" else max(SURPRISE_PROBE_LOOPS, probe_loops)
+            if sp["age"] <= window and enough:
                 sp["probed"] = ctx.loop
             if sp["probed"] == ctx.loop:
                 probes = np.sort(self._picks_among(ctx, confident, self.probe, n_probes))
@@ -611,8 +630,8 @@ class AutoStrategy(_Bandit):
         n, w, v = (0, 0, 0) if not stats else (int(stats["n"]), int(stats["wrong"]), int(stats["novel"]))
         self.__dict__["_last_reason"] = (
             f"auto[surprise]: {arm} ({verdict}: {w} of {n} confident predictions wrong, {v} outside what the labels "
-            f"covered, p={surprise_p_value(stats):.2g} vs a calibrated model)"
-            + ("" if can_diversify else f"; {self.diverse} not available (its metadata is not shared)")
+            f"covered, p={surprise_p_value(stats):.2g} vs a calibrated model, level {alpha:g})"
+            + ("" if can_diversify else f"; no probes and no {self.diverse}: embeddings or its metadata not shared")
             + "; arm probabilities "
             + ", ".join(f"{a}={share:.2f}" for a, share in pi.items())
             + (f"; probes: {probes.size} among the confident" if probes.size else "")
@@ -629,7 +648,11 @@ class AutoStrategy(_Bandit):
         if positions.size > self.max_candidates:
             positions = np.sort(ctx.rng(self.seed).choice(positions, self.max_candidates, replace=False))
         sub = subset_context(ctx, positions)
-        return positions[_positions(sub, _arm_select(self._arm(spec), sub, k))]
+        arm = self._learned() if spec == "learned" else self._arm(spec)
+        picks = positions[_positions(sub, _arm_select(arm, sub, k))]
+        if isinstance(arm, LearnedStrategy):  # its online error model learns from its picks' labels: keep it
+            self._state()["learned"] = arm.state_dict()
+        return picks
 
     @classmethod
     def _test_params(cls) -> list[dict[str, Any]]:
