@@ -19,18 +19,18 @@ def test_demo_writes_summary_plot_and_restarts_fresh(tmp_path):
     res = runner.invoke(app, ["demo", "--dir", str(d), "--budget", "60", "--batch", "20"])
     assert res.exit_code == 0, res.output
     summary = json.loads((d / "summary.json").read_text())
-    assert set(summary["strategies"]) == {"margin", "random"}
+    assert set(summary["strategies"]) == {"auto", "random"}  # auto: the default strategy
     for s in summary["strategies"].values():
         assert s["labels"] == [20, 40, 60]
         assert len(s["accuracy"]) == 3 and abs(s["aubc"] - sum(s["accuracy"]) / 3) < 1e-12
     assert (d / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Chosen strategy vs random" in res.output
     # the default labeler is the simulated crowd (redundancy 3, Dawid-Skene): label quality per batch
-    labeling = summary["strategies"]["margin"]["labeling"]
+    labeling = summary["strategies"]["auto"]["labeling"]
     assert len(labeling["label_accuracy"]) == 3 and all(0.5 <= a <= 1 for a in labeling["label_accuracy"])
     assert all(t > 0 for t in labeling["labeling_seconds"])
     # compute used per loop and in total, next to the from-scratch estimate (saving off: nothing saved)
-    comp = summary["strategies"]["margin"]["compute"]
+    comp = summary["strategies"]["auto"]["compute"]
     assert set(comp["per_loop"]) == {"0", "1", "2"}
     assert abs(comp["total"]["cpu_s"] - sum(v["cpu_s"] for v in comp["per_loop"].values())) < 1e-4
     assert comp["from_scratch"]["cpu_s"] >= comp["total"]["cpu_s"] - 1e-6

@@ -236,7 +236,7 @@ def test_dashboard_shows_a_finished_demo_campaign(server, context, tmp_path):
     expect(rows).to_have_count(1 + len(compute) + 1)  # header, one per loop, total
     expect(rows.last).to_contain_text(f"{sum(c['records_inferred'] for c in compute.values()):g}")
     expect(card.locator("p.saved")).to_contain_text("From scratch (estimated)")
-    expect(card.locator("table.strategy")).to_contain_text("margin")  # the service's own log of each loop
+    expect(card.locator("table.strategy")).to_contain_text("auto")  # the service's own log of each loop
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "dashboard-demo.png"
     card.screenshot(path=str(shot))  # the demo's card (an admin sees every project of the test server)

@@ -22,7 +22,7 @@ __all__ = ["DEMO_DEFAULTS", "aubc", "run_demo", "run_with_progress"]
 DEMO_DEFAULTS: dict[str, Any] = {
     "data": "digits",
     "model": "logreg",
-    "strategy": "margin",
+    "strategy": "auto",
     "initial": 20,
     "batch_size": 20,
     "budget": 300,

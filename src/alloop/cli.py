@@ -77,7 +77,7 @@ def demo(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the last demo campaign instead of starting afresh.")
     ] = False,
-    strategy: Annotated[str, typer.Option("--strategy", help="Strategy to compare with random selection.")] = "margin",
+    strategy: Annotated[str, typer.Option("--strategy", help="Strategy to compare with random selection.")] = "auto",
     budget: Annotated[int, typer.Option("--budget", help="Total labels, initial set included.")] = 300,
     batch: Annotated[int, typer.Option("--batch", help="Labels per loop.")] = 20,
     engine: Annotated[
