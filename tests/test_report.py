@@ -90,3 +90,16 @@ def test_table_report_and_missing_directory(campaign_dir, tmp_path):
         assert text in result.output
     missing = CliRunner().invoke(_app(), ["report", str(tmp_path / "none")])
     assert missing.exit_code == 2 and "No campaign" in missing.output
+
+
+def test_table_report_stays_readable_in_an_80_column_console(campaign_dir):
+    """Numbers are never cut or wrapped; each loop's reason is shown whole (wrapped) in the choices table."""
+    result = CliRunner().invoke(_app(), ["report", str(campaign_dir)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    report = build_report(campaign_dir)
+    tokens = set(result.output.replace("│", " ").replace("┃", " ").split())
+    for lp in report["loops"]:
+        assert f"{lp['metrics']['accuracy']:.4f}" in tokens and f"{lp['n_labeled']:.0f}" in tokens
+        assert set(lp["reason"].split()) <= tokens, lp["reason"]  # every word of the reason, none cut
+    assert "What each loop chose, and why" in result.output

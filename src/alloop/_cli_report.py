@@ -129,23 +129,30 @@ def _num(value: Any, fmt: str = ".4f") -> str:
 
 
 def render_report(report: dict[str, Any]) -> list[Table]:
-    """Two rich tables: per loop, and per stopping criterion."""
-    loops = Table(title=f"Campaign {escape(report['directory'])}")
-    cols = ("loop", "labeled", "strategy", "reason", "accuracy", "macro-F1", "train s", "infer s", "inferred", "stop")
-    for col in cols:
-        loops.add_column(col, justify="left" if col in ("strategy", "reason", "stop") else "right")
+    """Three rich tables: per loop (numbers), what each loop chose and why, and per stopping criterion."""
+    loops = Table(title=f"Campaign {escape(report['directory'])}", expand=True)
+    for col in ("loop", "labeled", "accuracy", "macro-F1", "train s", "infer s", "inferred"):
+        loops.add_column(col, justify="right", no_wrap=True)  # numbers only: they never wrap
+    choices = Table(title="What each loop chose, and why", expand=True)  # reasons (up to 300 characters) wrap here
+    choices.add_column("loop", justify="right", no_wrap=True)
+    choices.add_column("strategy")
+    choices.add_column("reason", ratio=3)
+    choices.add_column("stopping criteria firing", ratio=1)
     for r in report["loops"]:
         m, c = r["metrics"], r["compute"]
         loops.add_row(
             str(r["loop"]),
             _num(r["n_labeled"], ".0f"),
-            escape(r["strategy"]) + (" (edited)" if r["hand_edited"] else ""),
-            escape(r["reason"]),
             _num(m.get("accuracy")),
             _num(m.get("macro_f1")),
             _num(c.get("train_cpu_s"), ".3f"),
             _num(c.get("infer_cpu_s"), ".3f"),
             _num(c.get("records_inferred"), ".0f"),
+        )
+        choices.add_row(
+            str(r["loop"]),
+            escape(r["strategy"]) + (" (edited)" if r["hand_edited"] else ""),
+            escape(r["reason"]),
             ", ".join(r["stop_fired"]),
         )
     if report.get("compute"):
@@ -170,7 +177,7 @@ def render_report(report: dict[str, Any]) -> list[Table]:
     if final is not None:
         n, acc = _num(final["n_labeled"], ".0f"), _num(final["accuracy"])
         stop.caption = f"final: loop {final['loop']}, {n} labels, accuracy {acc}"
-    return [loops, stop]
+    return [loops, choices, stop]
 
 
 def report_command(
