@@ -419,9 +419,11 @@ def surprise_verdict(stats: dict[str, float] | None, *, alpha: float = SURPRISE_
 
     >>> surprise_verdict({"n": 6.0, "wrong": 6.0, "novel": 2.0, "expected": 0.1})
     'misfit'
+    >>> surprise_verdict({"n": 6.0, "wrong": 0.0, "novel": 0.0, "expected": 0.1})  # no error at all
+    'calibrated'
     """
     if not stats or stats["n"] < SURPRISE_MIN_N:
         return "undecided"
-    if stats["wrong"] - stats["novel"] >= stats["novel"]:
+    if stats["wrong"] > 0 and stats["wrong"] - stats["novel"] >= stats["novel"]:
         return "misfit"
     return "diverse" if surprise_p_value(stats) < alpha else "calibrated"
