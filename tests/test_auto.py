@@ -362,3 +362,34 @@ def test_surprise_checks_its_parameters():
     for bad in ({"alpha": 2.0}, {"early_probes": -1}, {"probe_loops": "8"}, {"probes": 1.5}):
         with pytest.raises(Exception, match=f"'{next(iter(bad))}' parameter of AutoStrategy"):
             AutoStrategy(algorithm="surprise", **bad).select(ctx, 3)
+
+
+def _final_accuracy(embeddings: bool, seed: int) -> float:
+    """A campaign with the default ``auto`` and a forest-like model (sure of its nearest label everywhere but the far
+    left); the accuracy of that model on the whole pool after 4 loops of 10 labels (fewer than the far left holds)."""
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1, 1, size=(300, 2))
+    y = (X[:, 0] > -0.5).astype(np.int64)
+    eng = SelectionEngine(seed=seed, classes=[0, 1])  # the default strategy: auto
+    eng.add_records(np.arange(300))
+    emb = (lambda ids: X[ids]) if embeddings else (lambda ids: None)
+    eng.ingest(Snapshot(ids=np.arange(300), probs=np.full((300, 2), 0.5), embeddings=emb(np.arange(300))), loop=0)
+    init = _left(X)
+    eng.observe_labels(init, y[init])
+    for loop in range(1, 5):
+        unl, lab = eng.pool.ids(RecordState.UNLABELED), eng.pool.ids(RecordState.LABELED)
+        p1 = _nearest_neighbour(X[unl], X[lab], y[lab])
+        eng.ingest(Snapshot(ids=unl, probs=np.column_stack([1 - p1, p1]), embeddings=emb(unl)), loop=loop)
+        sel = eng.recommend(10, loop=loop)
+        eng.observe_labels(sel.ids, y[sel.ids])
+    lab = eng.pool.ids(RecordState.LABELED)
+    near = y[lab][np.argmin(((X[:, None, :] - X[lab][None, :, :]) ** 2).sum(axis=2), axis=1)]
+    return float(np.mean(near == y))
+
+
+def test_default_auto_improves_when_embeddings_are_shared():
+    """Probabilities only: auto is margin and keeps labeling the far left (every label there is class 0, so the
+    model never learns class 1); with embeddings its probes find the confident errors and the learned arm spreads
+    the labels."""
+    for seed in range(3):  # measured: 0.81-0.93 with embeddings, 0.22-0.27 without
+        assert _final_accuracy(True, seed) >= _final_accuracy(False, seed) + 0.3
