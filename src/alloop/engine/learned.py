@@ -293,10 +293,10 @@ def simulate_episode(
     """
     from alloop.engine.features import EPISODE_FEATURES, record_features
     from alloop.metadata import History, Snapshot
+    from alloop.strategies import SelectionContext
 
     if model not in MODELS:
         raise ConfigError(f"The 'model' of a simulated campaign must be one of {list(MODELS)}. Got {model!r}.")
-    from alloop.strategies import SelectionContext
 
     X, y = synthetic_task(family, seed, n=n)
     c = int(y.max()) + 1

@@ -394,9 +394,9 @@ def _nearest_label(ctx: SelectionContext, positions: np.ndarray) -> np.ndarray:
     lab = ctx.labeled_embeddings
     if ctx.embeddings is None or lab is None or lab.shape[0] == 0 or positions.size == 0:
         return np.full(positions.size, -1, dtype=np.int64)
-    x = np.asarray(ctx.embeddings[positions], dtype=np.float64)
-    lab = np.asarray(lab, dtype=np.float64)
-    d2 = (x * x).sum(axis=1)[:, None] + (lab * lab).sum(axis=1)[None, :] - 2.0 * x @ lab.T
+    from alloop.strategies._geometry import as_matrix, sq_dists
+
+    d2 = sq_dists(as_matrix(ctx.embeddings[positions]), as_matrix(lab))  # few probes: one block
     return np.asarray(ctx.labels_for_embeddings, dtype=np.int64)[np.argmin(d2, axis=1)]
 
 
