@@ -47,6 +47,24 @@ def test_demo_writes_summary_plot_and_restarts_fresh(tmp_path):
     assert CampaignStore(d).selections() == first
 
 
+def test_demo_progress_table_fits_an_80_column_console(tmp_path):
+    """Every column of the live table is shown (rich drops one that does not fit) and no number is cut."""
+    res = runner.invoke(
+        app, ["demo", "--dir", str(tmp_path / "d"), "--budget", "40", "--batch", "20"], env={"COLUMNS": "80"}
+    )
+    assert res.exit_code == 0, res.output
+    assert max(len(line) for line in res.output.splitlines()) <= 80
+    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
+    for name, s in summary["strategies"].items():
+        labeling = s["labeling"]
+        for loop, (n, acc) in enumerate(zip(s["labels"], s["accuracy"], strict=True)):
+            rows = [line.split() for line in res.output.splitlines() if line.split()[:2] == [str(loop), str(n)]]
+            assert rows, (name, loop)
+            # loop, labeled, accuracy, macro-F1, strategy, wall s, CPU s, saved, label acc, label minutes
+            assert any(len(r) == 10 and r[2] == f"{acc:.4f}" for r in rows), rows
+            assert any(r[8] == f"{labeling['label_accuracy'][loop]:.3f}" for r in rows), rows
+
+
 def test_strategies_json_lists_discovered_strategies():
     res = runner.invoke(app, ["strategies", "--json"])
     assert res.exit_code == 0

@@ -175,18 +175,24 @@ def run_demo(
 def run_with_progress(camp: Campaign, console: Any, *, title: str) -> Any:
     """``camp.run()`` with a live rich table: one row per finished loop (with label accuracy and labeling
     time per batch when the labeler reports them, as :class:`SimulatedCrowd` does)."""
+    from rich import box
     from rich.live import Live
     from rich.table import Table
 
-    table = Table(title=title)
+    # fits an 80-column console (two-line headers, no vertical rules, collapsed padding): numbers never wrap, and
+    # rich never has to drop a column (it does, silently, when one does not fit); only the strategy wraps
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
     from alloop.labeling import SimulatedCrowd
 
     crowd = camp.labeler if isinstance(camp.labeler, SimulatedCrowd) else None
-    cols = ["loop", "labeled", "accuracy", "macro-F1", "strategy", "seconds", "CPU s"]
+    cols = ["loop", "labeled", "accuracy", "macro-F1", "strategy", "wall\ns", "CPU\ns", "CPU\nsaved"]
     if crowd is not None:
-        cols += ["label acc", "labeling time"]
+        cols += ["label\nacc", "label\nmin"]
     for col in cols:
-        table.add_column(col, justify="left" if col == "strategy" else "right")
+        if col == "strategy":
+            table.add_column(col, justify="left", min_width=8, ratio=1)
+        else:
+            table.add_column(col, justify="right", no_wrap=True)
 
     def show(r: LoopReport) -> None:
         row = [
@@ -196,29 +202,30 @@ def run_with_progress(camp: Campaign, console: Any, *, title: str) -> Any:
             f"{r.metrics.get('macro_f1', float('nan')):.4f}",
             r.strategy + (" (edited)" if r.hand_edited else ""),
             f"{r.seconds:.2f}",
-            _loop_compute(camp, r.loop),
+            *_loop_compute(camp, r.loop),
         ]
         if crowd is not None:
             stats = getattr(crowd, "stats", [])
             batch = stats[-1] if stats else None
-            row += ["-", "-"] if batch is None else [f"{batch['accuracy']:.3f}", f"{batch['seconds'] / 60:.1f} min"]
+            row += ["-", "-"] if batch is None else [f"{batch['accuracy']:.3f}", f"{batch['seconds'] / 60:.1f}"]
         table.add_row(*row)
 
     from alloop.compute import saved_text, savings_summary
 
     with Live(table, console=console, refresh_per_second=8):
         result = camp.run(progress=show)
-        table.caption = saved_text(savings_summary(camp.compute_savings()))
+    console.print()  # off a terminal, Live leaves its last row without a line end
+    console.print(saved_text(savings_summary(camp.compute_savings())))  # wraps; a caption would be cut at 80
     console.print()
     return result
 
 
-def _loop_compute(camp: Campaign, loop: int) -> str:
-    """CPU seconds of a loop and how many times less than the estimated from-scratch loop."""
+def _loop_compute(camp: Campaign, loop: int) -> tuple[str, str]:
+    """CPU seconds of a loop, and how many times less than the estimated from-scratch loop."""
     s = camp.compute_savings()["loops"].get(loop)
     if not s or s["cpu_s"] <= 0:
-        return "-"
-    return f"{s['cpu_s']:.2f} ({s['baseline_cpu_s'] / s['cpu_s']:.1f}×)"
+        return "-", "-"
+    return f"{s['cpu_s']:.2f}", f"{s['baseline_cpu_s'] / s['cpu_s']:.1f}×"
 
 
 def _summarise(
