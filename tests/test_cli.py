@@ -65,6 +65,30 @@ def test_demo_progress_table_fits_an_80_column_console(tmp_path):
             assert any(r[8] == f"{labeling['label_accuracy'][loop]:.3f}" for r in rows), rows
 
 
+def test_errors_and_help_keep_bracketed_text():
+    """``pip install 'alloop[dask]'`` must reach the user whole: rich markup would read ``[dask]`` as a style."""
+    import typer
+
+    from alloop._cli_errors import friendly
+    from alloop.errors import require_extra
+
+    tiny = typer.Typer()
+
+    @tiny.command()
+    @friendly
+    def go() -> None:
+        require_extra("alloop_module_that_is_not_installed", "dask")  # the real missing-extra error
+
+    res = runner.invoke(tiny, [])
+    assert res.exit_code == 2
+    assert res.output.startswith("error: ") and res.output.count("\n") == 1, res.output  # one line, never wrapped
+    assert "pip install 'alloop[dask]'" in res.output
+    assert "Traceback" not in res.output
+    for command, extra in (("score", "dask"), ("meta-train", "dask"), ("serve", "server")):
+        res = runner.invoke(app, [command, "--help"], env={"COLUMNS": "300"})
+        assert f"pip install 'alloop[{extra}]'" in " ".join(res.output.split()), command
+
+
 def test_strategies_json_lists_discovered_strategies():
     res = runner.invoke(app, ["strategies", "--json"])
     assert res.exit_code == 0

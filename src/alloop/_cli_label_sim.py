@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from alloop._cli_errors import fail
 from alloop.errors import AlloopError, ConfigError
 
 __all__ = ["label_sim_command", "parse_accuracy", "render_label_sim_table"]
@@ -117,8 +118,6 @@ def label_sim_command(
         json_out.write_text(json.dumps(result, indent=2) + "\n")
         console.print(f"Wrote {escape(str(json_out))}")
     except AlloopError as exc:
-        Console(stderr=True).print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(code=2) from None
+        fail(str(exc))
     except OSError as exc:
-        Console(stderr=True).print(f"[red]Could not write the output: {escape(str(exc))}. Check --json.[/red]")
-        raise typer.Exit(code=2) from None
+        fail(f"Could not write the output: {exc}. Check --json.")

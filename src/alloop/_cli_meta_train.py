@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from alloop._cli_errors import fail
 from alloop.errors import AlloopError
 
 __all__ = ["meta_train_command"]
@@ -37,7 +38,7 @@ def meta_train_command(
         typer.Option(
             "--cluster",
             help="Run the campaigns as Dask tasks: 'local', 'local:N' or 'tcp://host:port' (default: "
-            "ALLOOP_DASK_SCHEDULER when set, else --workers processes). Needs pip install 'alloop[dask]'.",
+            "ALLOOP_DASK_SCHEDULER when set, else --workers processes). Needs pip install 'alloop\\[dask]'.",
         ),
     ] = None,
 ) -> None:
@@ -74,8 +75,7 @@ def meta_train_command(
                 progress=lambda fam: bar.update(task, advance=1, description=f"simulated campaigns · {fam}"),
             )
     except AlloopError as exc:
-        console.print(f"[red]Error:[/red] {exc}")
-        raise typer.Exit(code=2) from None
+        fail(str(exc))
     sel.meta["command"] = (
         f"alloop meta-train --out {out} --seeds {seeds} --workers {workers} --seed {seed}"
         + (f" --cache {cache}" if cache else "")

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from alloop._cli_errors import fail
 from alloop.engine.stopping import CRITERIA, StopMonitor
 from alloop.errors import AlloopError
 
@@ -188,8 +189,7 @@ def report_command(
     try:
         report = build_report(directory)
     except AlloopError as exc:
-        Console(stderr=True).print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(code=2) from None
+        fail(str(exc))
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return

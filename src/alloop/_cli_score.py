@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from alloop._cli_errors import fail
 from alloop.errors import AlloopError
 
 __all__ = ["ClusterOption", "score_command"]
@@ -20,7 +21,7 @@ ClusterOption = Annotated[
     typer.Option(
         "--cluster",
         help="Run on Dask: 'local', 'local:N' or 'tcp://host:port' (default: $ALLOOP_DASK_SCHEDULER, else "
-        "this process). Needs pip install 'alloop[dask]'.",
+        "this process). Needs pip install 'alloop\\[dask]'.",
     ),
 ]
 
@@ -46,19 +47,22 @@ def score_command(
     try:
         sel = score_top_k(data, strategy, k, cluster=cluster, seed=seed)
         table = pa.table(
-            {"id": pa.array(sel.ids), "score": pa.array(sel.scores, type=pa.float64()),
-             "rank": pa.array(np.arange(1, sel.ids.size + 1, dtype=np.int64))}
+            {
+                "id": pa.array(sel.ids),
+                "score": pa.array(sel.scores, type=pa.float64()),
+                "rank": pa.array(np.arange(1, sel.ids.size + 1, dtype=np.int64)),
+            }
         )
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = str(out) + ".tmp"
         pq.write_table(table, tmp)
         os.replace(tmp, out)
         note = "" if sel.exact else " (two-stage diversity: approximate across partitions)"
-        console.print(f"Selected {sel.ids.size} of {sel.n_records} records with {escape(sel.strategy)}{note}; "
-                      f"wrote {escape(str(out))}")
+        console.print(
+            f"Selected {sel.ids.size} of {sel.n_records} records with {escape(sel.strategy)}{note}; "
+            f"wrote {escape(str(out))}"
+        )
     except AlloopError as exc:
-        console.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(code=2) from None
+        fail(str(exc))
     except OSError as exc:
-        console.print(f"[red]Could not read the data or write the output: {escape(str(exc))}[/red]")
-        raise typer.Exit(code=2) from None
+        fail(f"Could not read the data or write the output: {exc}")

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from alloop._cli_errors import fail
 from alloop._cli_score import ClusterOption
 from alloop.errors import AlloopError, ConfigError
 
@@ -132,10 +133,6 @@ def simulate_command(
             plot_learning_curves(result, plot)
             console.print(f"Wrote {escape(str(plot))}")
     except AlloopError as exc:
-        Console(stderr=True).print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(code=2) from None
+        fail(str(exc))
     except OSError as exc:  # e.g. the JSON or plot path is not writable
-        Console(stderr=True).print(
-            f"[red]Could not write the output: {escape(str(exc))}. Check the --json/--plot paths.[/red]"
-        )
-        raise typer.Exit(code=2) from None
+        fail(f"Could not write the output: {exc}. Check the --json/--plot paths.")

@@ -10,21 +10,19 @@ alloop export DIR --out labels.parquet|csv
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from alloop._cli_errors import friendly
 from alloop._cli_label_sim import label_sim_command
 from alloop._cli_meta_train import meta_train_command
 from alloop._cli_models import models_command
 from alloop._cli_report import report_command
 from alloop._cli_score import score_command
 from alloop._cli_simulate import simulate_command
-from alloop.errors import AlloopError
 
 __all__ = ["app", "main"]
 
@@ -37,21 +35,6 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def friendly(fn: F) -> F:
-    """Print AlloopError as one red line and exit with code 2 (no traceback for bad input)."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except AlloopError as exc:
-            err_console.print(f"[red]error:[/] {exc}", highlight=False, markup=True)
-            raise typer.Exit(2) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 app.command("simulate", help="Evaluate strategies on labeled data you already have (paired, seeded).")(simulate_command)
@@ -152,7 +135,9 @@ def serve(
         str | None, typer.Option("--cluster", help="Dask scheduler (local:N or tcp://host:port) for large pools.")
     ] = None,
 ) -> None:
-    """Run the selection engine as a service (needs: pip install 'alloop[server]'). Admin token: ALLOOP_ADMIN_TOKEN."""
+    """Run the selection engine as a service (needs: pip install 'alloop\\[server]').
+
+    Admin token: the ALLOOP_ADMIN_TOKEN environment variable."""
     from dataclasses import replace
 
     from alloop.server import serve as run_server
