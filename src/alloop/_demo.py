@@ -177,6 +177,7 @@ def run_with_progress(camp: Campaign, console: Any, *, title: str) -> Any:
     time per batch when the labeler reports them, as :class:`SimulatedCrowd` does)."""
     from rich import box
     from rich.live import Live
+    from rich.markup import escape
     from rich.table import Table
 
     # fits an 80-column console (two-line headers, no vertical rules, collapsed padding): numbers never wrap, and
@@ -200,7 +201,7 @@ def run_with_progress(camp: Campaign, console: Any, *, title: str) -> Any:
             str(r.n_labeled),
             f"{r.metrics.get('accuracy', float('nan')):.4f}",
             f"{r.metrics.get('macro_f1', float('nan')):.4f}",
-            r.strategy + (" (edited)" if r.hand_edited else ""),
+            escape(r.strategy) + (" (edited)" if r.hand_edited else ""),
             f"{r.seconds:.2f}",
             *_loop_compute(camp, r.loop),
         ]
