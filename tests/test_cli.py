@@ -65,6 +65,19 @@ def test_demo_progress_table_fits_an_80_column_console(tmp_path):
             assert any(r[8] == f"{labeling['label_accuracy'][loop]:.3f}" for r in rows), rows
 
 
+def test_strategies_and_models_tables_cut_nothing_in_an_80_column_console():
+    """Every strategy name and parameter name appears whole (a params column was cut to 'max_selecti…')."""
+    listed = json.loads(runner.invoke(app, ["strategies", "--json"]).output)
+    res = runner.invoke(app, ["strategies"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0 and "…" not in res.output
+    assert max(len(line) for line in res.output.splitlines()) <= 80
+    words = set(res.output.replace(",", " ").split())
+    for r in listed:
+        assert r["name"] in words and set(r["params"]) <= words, r["name"]
+    res = runner.invoke(app, ["models"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0 and "…" not in res.output and "logreg" in res.output.split()
+
+
 def test_errors_and_help_keep_bracketed_text():
     """``pip install 'alloop[dask]'`` must reach the user whole: rich markup would read ``[dask]`` as a style."""
     import typer

@@ -27,8 +27,9 @@ def models_table() -> Table:
     from alloop.models import MODELS
 
     table = Table(title="alloop models")
-    for name in ("name", "data", "extra", "metadata", "description"):
-        table.add_column(name)
+    for name in ("name", "data", "extra", "metadata"):
+        table.add_column(name, no_wrap=name == "name")
+    table.add_column("description", ratio=1, overflow="fold")  # long words fold, never cut to "…"
     for info in MODELS.values():
         extra = "—" if info.extra is None else f"{info.extra}{'' if _installed(info.extra) else ' (not installed)'}"
         table.add_row(info.name, info.data, escape(extra), ", ".join(info.metadata), escape(info.description))

@@ -9,6 +9,7 @@ alloop export DIR --out labels.parquet|csv
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -198,13 +199,25 @@ def strategies(as_json: Annotated[bool, typer.Option("--json", help="Print JSON 
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"{len(rows)} strategies")
-    for col in ("name", "family", "needs", "params", "description"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(
-            r["name"], r["family"], ", ".join(r["needs"]) or "-", ", ".join(r["params"]) or "-", r["description"]
-        )
+    from rich import box
+    from rich.markup import escape
+
+    # names never cut, grouped by kind and family; what each needs and its parameters go under the description,
+    # where they wrap between words (columns of their own were cut to "max_selecti…" in an 80-column console)
+    table = Table(title=f"{len(rows)} strategies (--json for every field)", box=box.SIMPLE_HEAD, show_edge=False)
+    table.add_column("name", no_wrap=True)
+    table.add_column("description · needs · parameters", ratio=1)
+    for (kind, family), group in itertools.groupby(
+        sorted(rows, key=lambda r: (r["kind"], r["family"], r["name"])), key=lambda r: (r["kind"], r["family"])
+    ):
+        table.add_row(f"[bold]{kind} · {escape(family)}[/bold]", "")
+        for r in group:
+            needs = ", ".join(r["needs"]) or "nothing"
+            params = ", ".join(r["params"]) or "none"
+            table.add_row(
+                f"  {r['name']}",
+                f"{escape(r['description'])}\n[dim]needs {escape(needs)} · parameters: {escape(params)}[/dim]",
+            )
     console.print(table)
 
 
