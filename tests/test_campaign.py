@@ -351,3 +351,43 @@ def test_auto_strategy_state_survives_resume(tmp_path):
     resumed.run()
     assert resumed.store.selections() == full.store.selections()
     assert "portfolio" in full.loops()[-1]["reason"] or full.loops()[-1]["strategy"].startswith("portfolio")
+
+
+def test_sklearn_learner_shares_standardised_features_so_coreset_runs(tmp_path):
+    """share_features: the snapshot's embeddings are the features standardised with fixed statistics."""
+    learner = SklearnLearner(LogisticRegression(max_iter=500), X[IDS], IDS, classes=[0, 1, 2], share_features=True)
+    learner.train(IDS[::9], Y[IDS[::9]], warm_start=False)
+    snap = learner.infer(IDS[:4])
+    mean, std = X[IDS].mean(axis=0), X[IDS].std(axis=0)
+    assert snap.embeddings.dtype == np.float32
+    assert np.allclose(snap.embeddings, (X[IDS[:4]] - mean) / std, atol=1e-6)
+    learner.add_data(np.array([1000]), X[[2]] + 100.0)  # new rows do not move the statistics
+    assert np.allclose(learner.infer(IDS[:4]).embeddings, snap.embeddings)
+    plain = SklearnLearner(LogisticRegression(max_iter=500), X[IDS], IDS, classes=[0, 1, 2])
+    plain.train(IDS[::9], Y[IDS[::9]], warm_start=False)
+    assert plain.infer(IDS[:4]).embeddings is None  # off by default
+    # a diversity strategy runs in a campaign when features are shared, and says how to share them when not
+    camp, _, _ = make(
+        tmp_path / "on",
+        strategy="coreset",
+        max_loops=2,
+        budget=None,
+        learner=SklearnLearner(LogisticRegression(max_iter=500), X[IDS], IDS, classes=[0, 1, 2], share_features=True),
+    )
+    camp.run()
+    assert len(camp.store.selections()) == 3  # the initial set and two core-set batches
+    off, _, _ = make(tmp_path / "off", strategy="coreset", max_loops=2, budget=None)
+    with pytest.raises(ConfigError, match=r"share_features=True"):
+        off.run()
+
+
+def test_sklearn_learner_feature_sharing_errors_name_the_fix():
+    learner = SklearnLearner(LogisticRegression(max_iter=500), X[IDS], IDS, classes=[0, 1, 2], share_features="yes")
+    learner.train(IDS[::9], Y[IDS[::9]], warm_start=False)
+    with pytest.raises(ConfigError, match=r"'share_features' parameter of SklearnLearner must be True or False"):
+        learner.infer(IDS[:4])
+    text = np.array([["a b"], ["c d"], ["e f"]], dtype=object)
+    with pytest.raises(ConfigError, match=r"dense numeric 2-D feature matrix"):
+        from alloop.loop._learner import feature_scaling
+
+        feature_scaling(text, "SklearnLearner(share_features=True)")

@@ -156,6 +156,26 @@ def test_run_config_turns_compute_saving_on(tmp_path):
     assert any(r.get("records_unlabeled") is not None for r in store.values("compute").values())
 
 
+def test_run_config_shares_features_for_diversity_strategies(tmp_path):
+    body = GOOD.replace('strategy = "entropy"', 'strategy = "coreset"')
+    for sub in ("off", "on", "both"):
+        (tmp_path / sub).mkdir()
+    res = runner.invoke(app, ["run", str(_config(tmp_path / "off", body))])
+    assert res.exit_code == 2 and "share_features=True" in res.output
+    res = runner.invoke(app, ["run", str(_config(tmp_path / "on", "[model]\nshare_features = true\n" + body))])
+    assert res.exit_code == 0, res.output
+    assert len(CampaignStore(tmp_path / "on" / "camp").selections()) == 4  # the initial set and 3 batches
+    both = "[model]\nshare_features = true\nlearner = 'mypkg.mod:make'\n" + body
+    res = runner.invoke(app, ["run", str(_config(tmp_path / "both", both))])
+    assert res.exit_code == 2 and "share_features applies to the built-in model only" in res.output
+    sim = ["simulate", "--data", "iris", "--strategy", "coreset", "--json", str(tmp_path / "s.json"), "--budget", "30"]
+    res = runner.invoke(app, [*sim, "--seeds", "1"])
+    assert res.exit_code == 2 and "--embeddings features" in " ".join(res.output.split())
+    res = runner.invoke(app, [*sim, "--seeds", "1", "--embeddings", "features"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "s.json").read_text())["protocol"]["embeddings"] == "features"
+
+
 def test_run_review_resume_and_export(tmp_path):
     path = _config(tmp_path, GOOD)
     res = runner.invoke(app, ["run", str(path), "--review"])

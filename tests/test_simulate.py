@@ -40,6 +40,7 @@ PROTOCOL_KEYS = {
     "n_records",
     "n_train",
     "n_test",
+    "embeddings",
     "baseline",
 }
 
@@ -342,3 +343,34 @@ def test_simulate_on_a_csv_file_with_a_target_column(tmp_path):
     ref = simulate(ds, "gaussian-nb", ["margin"], initial=6, batch=6, budget=12, seeds=1, test_size=0.3)
     # same rows, same labels in the same sorted class order: the same numbers as the built-in
     assert out["results"]["margin"]["aubc_per_seed"] == ref["results"]["margin"]["aubc_per_seed"]
+
+
+def test_simulate_gives_standardised_features_as_embeddings_when_asked():
+    """embeddings='features': core-set's first pick is the train row farthest (standardised features, train
+    statistics) from the initial labeled rows; without it a strategy needing embeddings fails before any run."""
+    from alloop.bench.simulate import paired_split, run_campaign
+
+    ds = load_dataset("iris")
+    train, test, init = paired_split(ds.y, 0, 0.3, 10)
+    trace = run_campaign(
+        ds,
+        "logreg",
+        "coreset",
+        train=train,
+        test=test,
+        initial_rows=init,
+        batch=1,
+        budget=11,
+        seed=0,
+        embeddings="features",
+    )
+    emb = (ds.X - ds.X[train].mean(axis=0)) / ds.X[train].std(axis=0)
+    unl = np.setdiff1d(train, init)
+    far = np.linalg.norm(emb[unl][:, None, :] - emb[init][None, :, :], axis=2).min(axis=1)
+    assert trace.batches[0].tolist() == [unl[np.argmax(far)]]
+    out = simulate("iris", "logreg", ["coreset"], initial=10, batch=10, budget=30, seeds=1, embeddings="features")
+    assert out["protocol"]["embeddings"] == "features" and out["results"]["coreset"]["labels"] == [10, 20, 30]
+    with pytest.raises(ConfigError, match=r"'coreset' needs embeddings.*--embeddings features"):
+        simulate("iris", "logreg", ["margin", "coreset"], initial=10, batch=10, budget=30, seeds=1)
+    with pytest.raises(ConfigError, match=r"'embeddings' parameter of simulate must be one of 'none', 'features'"):
+        simulate("iris", "logreg", ["margin"], initial=10, batch=10, budget=30, seeds=1, embeddings="yes")

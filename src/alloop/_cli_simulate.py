@@ -99,6 +99,14 @@ def simulate_command(
             "training and re-infers only where it can change the selection (docs/compute.md).",
         ),
     ] = None,
+    embeddings: Annotated[
+        str,
+        typer.Option(
+            "--embeddings",
+            help="none or features: also give the engine the input features (standardised) as embeddings, which "
+            "core-set, k-means, BADGE and other diversity strategies need and auto uses.",
+        ),
+    ] = "none",
 ) -> None:
     """Simulate campaigns on labeled data and compare strategies by AUBC (paired over seeds)."""
     from alloop.bench import plot_learning_curves, simulate
@@ -110,9 +118,11 @@ def simulate_command(
         if cluster is not None or os.environ.get("ALLOOP_DASK_SCHEDULER"):
             from alloop.scale import run_simulation_on_cluster
 
-            run: Any = partial(run_simulation_on_cluster, cluster=cluster, compute_saving=compute_saving)
+            run: Any = partial(
+                run_simulation_on_cluster, cluster=cluster, compute_saving=compute_saving, embeddings=embeddings
+            )
         else:
-            run = partial(simulate, compute_saving=compute_saving)
+            run = partial(simulate, compute_saving=compute_saving, embeddings=embeddings)
         result = run(
             data,
             model=model,

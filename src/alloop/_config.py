@@ -13,7 +13,9 @@ Example::
     test_size = 0.3            # held-out part used for evaluation only
 
     [model]
-    name = "logreg"            # a built-in model, or:
+    name = "logreg"            # a built-in model
+    share_features = false     # true: also share the standardised features as embeddings (core-set, k-means, …)
+    # or your own learner:
     # learner = "mypkg.mymod:make_learner"
     #   called as make_learner(dataset=..., train_ids=..., test_ids=..., seed=...)
 
@@ -38,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from alloop.errors import ConfigError
 
@@ -58,6 +60,9 @@ class DataConfig(_Strict):
 class ModelConfig(_Strict):
     name: str | None = "logreg"
     learner: str | None = Field(None, description="'module:function' returning a Learner")
+    share_features: bool = Field(
+        False, description="the built-in model's learner also shares the standardised features as embeddings"
+    )
 
     @field_validator("learner")
     @classmethod
@@ -65,6 +70,14 @@ class ModelConfig(_Strict):
         if v is not None and (v.count(":") != 1 or not all(v.split(":"))):
             raise ValueError("must look like 'package.module:function'")
         return v
+
+    @model_validator(mode="after")
+    def _features_of_the_built_in_model(self) -> ModelConfig:
+        if self.share_features and self.learner:
+            raise ValueError(
+                "share_features applies to the built-in model only; your learner decides what its snapshots share"
+            )
+        return self
 
 
 class LoopConfig(_Strict):
@@ -177,6 +190,7 @@ def build_campaign(cfg: RunConfig, *, resume: bool = False, review: bool = False
             eval_X=ds.X[test],
             eval_y=ds.y[test],
             classes=ds.classes,
+            share_features=cfg.model.share_features,
         )
     oracle = SimulatedOracle(
         truth=(ds.ids[train], ds.y[train]),

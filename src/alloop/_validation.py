@@ -16,6 +16,13 @@ def _fail(name: str, owner: str, what: str, value: Any) -> ConfigError:
     return ConfigError(f"The {name!r} parameter of {owner} must be {what}. Got {value!r}.")
 
 
+def check_bool(value: Any, name: str, owner: str, *, allow_none: bool = False) -> Any:
+    """Return ``value`` if it is True or False (or None when allowed); raise ConfigError otherwise."""
+    if (value is None and allow_none) or isinstance(value, bool):
+        return value
+    raise _fail(name, owner, "True or False" + (" or None" if allow_none else ""), value)
+
+
 def check_int(value: Any, name: str, owner: str, *, min: int | None = None, allow_none: bool = False) -> Any:
     """Return ``value`` if it is an int (not bool) at least ``min``; raise ConfigError otherwise."""
     if value is None and allow_none:

@@ -37,12 +37,13 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from alloop._validation import check_int
+from alloop._validation import check_choice, check_int
 from alloop.compute import ComputePolicy, campaign_savings, choose_inference, resolve_compute
 from alloop.compute._accounting import FIELDS
 from alloop.datasets import Dataset, load_dataset
 from alloop.engine import SelectionEngine
 from alloop.errors import ConfigError, DataError
+from alloop.loop._learner import feature_embeddings, feature_scaling
 from alloop.metadata import Snapshot
 from alloop.models import build_model, model_info, predict_proba_full
 from alloop.records import RecordState
@@ -51,6 +52,8 @@ from alloop.strategies import make_strategy
 __all__ = ["CampaignTrace", "paired_split", "run_campaign", "simulate"]
 
 OWNER = "simulate"
+#: what the engine is given besides probabilities: nothing, or the standardised input features as embeddings
+EMBEDDINGS = ("none", "features")
 
 
 @dataclass
@@ -199,16 +202,22 @@ def run_campaign(
     advance: Callable[[], None] | None = None,
     compute: ComputePolicy | None = None,
     validation: np.ndarray | None = None,
+    embeddings: str = "none",
 ) -> CampaignTrace:
     """Simulate one campaign of ``strategy`` on one seed's split (see the module docstring).
 
     ``compute`` turns compute saving on; ``validation`` (rows outside ``train`` and ``test``) is what its
-    drift check evaluates on (without it there is no drift check). ``trace.compute`` has one row per
+    drift check evaluates on (without it there is no drift check). ``embeddings="features"`` shares the
+    features, standardised with the train rows' statistics, as every snapshot's embeddings (``"none"``: the
+    probabilities only). ``trace.compute`` has one row per
     accuracy point: the CPU seconds and records of that loop's train, inference and selection.
     BLAS runs on one thread: with ≤ ``budget`` labeled rows, multi-threaded OpenBLAS spent 11x the CPU of one
     thread on a LogisticRegression fit, and 2.7x on inference over 190,000 rows (docs/compute.md).
     """
     X, y, classes = data.X, data.y, data.classes
+    scaling = None
+    if check_choice(embeddings, "embeddings", OWNER, EMBEDDINGS) == "features":
+        scaling = feature_scaling(X[train], f"{OWNER}(embeddings='features')")
     engine = SelectionEngine(strategy=strategy, seed=seed, classes=classes.tolist())
     engine.add_records(np.sort(train))  # row order = pool order: ties go to the lower row
     engine.observe_labels(initial_rows, y[initial_rows])
@@ -243,11 +252,14 @@ def run_campaign(
         t0 = clock()
         if saving is not None:
             unl_idx = choose_inference(engine.history, unl_idx, loop, saving.policy)
+        if loop == 0 and scaling is not None:  # as Campaign does: the initial set once, so that diversity
+            unl_idx = np.union1d(unl_idx, engine.pool.indices(RecordState.LABELED))  # knows where labels lie
         unlabeled = engine.pool.ids_at(unl_idx)
         probs = _predict(est, X[unlabeled], classes)
         row.update(infer_cpu_s=clock() - t0, records_inferred=float(unlabeled.size))
         t0 = clock()
-        engine.ingest(Snapshot(ids=unlabeled, probs=probs, classes=classes.tolist()), loop=loop)
+        emb = None if scaling is None else feature_embeddings(X[unlabeled], scaling)
+        engine.ingest(Snapshot(ids=unlabeled, probs=probs, embeddings=emb, classes=classes.tolist()), loop=loop)
         chosen = engine.recommend(min(batch, budget - labeled.size), loop=loop).ids
         row["select_cpu_s"] = clock() - t0
         engine.observe_labels(chosen, y[chosen])
@@ -344,6 +356,7 @@ class SimulationSetup:
     n_test: int
     baseline: str
     n_points: int
+    embeddings: str = "none"
 
 
 def prepare(
@@ -356,8 +369,10 @@ def prepare(
     seeds: int,
     test_size: float,
     target: str | None,
+    embeddings: str = "none",
 ) -> SimulationSetup:
     """Check every argument (ConfigError naming the parameter) and load the data."""
+    check_choice(embeddings, "embeddings", OWNER, EMBEDDINGS)
     initial = check_int(initial, "initial", OWNER, min=1)
     batch = check_int(batch, "batch", OWNER, min=1)
     budget = check_int(budget, "budget", OWNER, min=1)
@@ -369,6 +384,14 @@ def prepare(
             f"the initial labels too. Got {budget}."
         )
     specs = _check_strategies(strategies)
+    if embeddings == "none":
+        for spec in specs:
+            if "embeddings" in make_strategy(spec).needs:
+                raise ConfigError(
+                    f"Strategy {spec!r} needs embeddings, but the 'embeddings' parameter of {OWNER} is 'none'; pass "
+                    "embeddings='features' (alloop simulate --embeddings features) to give the engine the "
+                    "standardised input features."
+                )
     if not isinstance(model, str):
         raise ConfigError(f"The 'model' parameter of {OWNER} must be a model name such as 'logreg'. Got {model!r}.")
     try:
@@ -393,6 +416,8 @@ def prepare(
             f"The 'data' parameter of {OWNER} must be a data set name, a path or a Dataset. Got {data!r}."
         )
 
+    if embeddings == "features":
+        feature_scaling(dataset.X, f"{OWNER}(embeddings='features')")  # non-numeric features fail here, not mid-run
     n = dataset.n_samples
     n_test = int(np.ceil(test_size * n))  # what train_test_split does for a float test_size
     n_train = n - n_test
@@ -420,6 +445,7 @@ def prepare(
         n_test,
         baseline,
         n_points,
+        embeddings,
     )
 
 
@@ -498,6 +524,7 @@ def assemble(
         "n_records": n,
         "n_train": n_train,
         "n_test": n_test,
+        "embeddings": setup.embeddings,
         "baseline": baseline,
     }
     if compute is not None:  # measured when asked for (compute_saving "off" or "on")
@@ -517,6 +544,7 @@ def simulate(
     target: str | None = None,
     progress: bool | None = None,
     compute_saving: Any = None,
+    embeddings: str = "none",
 ) -> dict[str, Any]:
     """Run every strategy on ``seeds`` paired splits; return the protocol and per-strategy results.
 
@@ -528,10 +556,12 @@ def simulate(
     ``compute_saving`` is None (default: compute not reported), ``"off"``, ``"on"`` (the policy of the model
     class and pool size, :func:`~alloop.compute.auto_policy`) or a :class:`~alloop.compute.ComputePolicy`;
     unless None, each result also holds ``compute`` (see the module docstring) and the protocol
-    ``compute_saving`` (the policy's settings, or null when off).
+    ``compute_saving`` (the policy's settings, or null when off). ``embeddings="features"`` gives the engine the
+    input features, standardised, as embeddings (needed by core-set, k-means, BADGE, …; used by ``auto``);
+    ``"none"`` (default) gives it the probabilities only, as a user sharing only probabilities would.
     """
     resolve_compute(compute_saving, OWNER)  # a wrong flag fails before the data are loaded
-    setup = prepare(data, model, strategies, initial, batch, budget, seeds, test_size, target)
+    setup = prepare(data, model, strategies, initial, batch, budget, seeds, test_size, target, embeddings)
     policy = resolve_compute(compute_saving, OWNER, model=model, n_pool=setup.n_train)  # "on": per model class
     dataset, specs, n_points = setup.dataset, setup.specs, setup.n_points
     initial, batch, budget, seeds, test_size = setup.initial, setup.batch, setup.budget, setup.seeds, setup.test_size
@@ -558,6 +588,7 @@ def simulate(
                     seed=s,
                     advance=bar.advance,
                     compute=policy,
+                    embeddings=setup.embeddings,
                 )
                 seconds[spec] += time.perf_counter() - start
                 curves[spec][s] = trace.accuracy

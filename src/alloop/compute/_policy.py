@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from alloop._validation import check_float, check_int
+from alloop._validation import check_bool, check_float, check_int
 from alloop.compute._skip import InferencePolicy, plan_inference
 from alloop.compute._warm import WarmStartPolicy
 from alloop.errors import ConfigError
@@ -100,9 +100,7 @@ class ComputePolicy:
     def validate(self) -> ComputePolicy:
         owner = "ComputePolicy"
         for name in ("warm_start", "skip_inference"):
-            if not isinstance(getattr(self, name), bool):
-                value = getattr(self, name)
-                raise ConfigError(f"The '{name}' parameter of {owner} must be True or False. Got {value!r}.")
+            check_bool(getattr(self, name), name, owner)
         c = self.candidates
         if c is not None and (isinstance(c, bool) or not isinstance(c, int | float) or c <= 0):
             raise ConfigError(

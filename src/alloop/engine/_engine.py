@@ -204,8 +204,9 @@ class SelectionEngine:
         if "embeddings" in needs:
             if h.embeddings is None:
                 raise ConfigError(
-                    f"Strategy {strategy.spec!r} needs embeddings, but none were shared; "
-                    "share embeddings in the Snapshot or choose a probability-based strategy."
+                    f"Strategy {strategy.spec!r} needs embeddings, but none were shared; share embeddings in the "
+                    "Snapshot (SklearnLearner(share_features=True) shares the standardised input features; "
+                    "alloop simulate --embeddings features) or choose a probability-based strategy."
                 )
             # records inferred without embeddings hold NaN rows: they are not candidates for this strategy
             cand = cand[~np.isnan(h.embeddings[cand]).any(axis=1)]

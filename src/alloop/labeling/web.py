@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from alloop._validation import check_float, check_int
+from alloop._validation import check_bool, check_float, check_int
 from alloop.errors import ConfigError, DataError, StateError, StoreError, UnknownRecordError
 from alloop.labeling.allocation import Allocator, AnnotatorView, TaskView
 from alloop.labeling.tasks import TaskQueue
@@ -436,10 +436,7 @@ class LabelingService:
         self, pid: str, *, lease_seconds: float | None = None, preannotate: bool | None = None
     ) -> dict[str, Any]:
         check_float(lease_seconds, "lease_seconds", "LabelingService.configure", low=1.0, allow_none=True)
-        if preannotate is not None and not isinstance(preannotate, bool):
-            raise ConfigError(
-                f"The 'preannotate' parameter of LabelingService.configure must be a bool. Got {preannotate!r}."
-            )
+        check_bool(preannotate, "preannotate", "LabelingService.configure", allow_none=True)
         store = self._store(pid)
         with self._lock, store.transaction() as conn:
             current = dict(store.get_meta("labeling", {}))

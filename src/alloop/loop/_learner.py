@@ -13,11 +13,12 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from alloop._validation import check_bool
 from alloop.errors import ConfigError, DataError, StateError
 from alloop.metadata import Snapshot
 from alloop.records import as_id_array
 
-__all__ = ["FunctionLearner", "Learner", "SklearnLearner", "TrainReport"]
+__all__ = ["FunctionLearner", "Learner", "SklearnLearner", "TrainReport", "feature_embeddings", "feature_scaling"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,38 @@ class Learner(Protocol):
     def evaluate(self) -> dict[str, float]: ...
 
 
+def feature_scaling(X: Any, owner: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and standard deviation (1 where a column is constant) of a dense numeric 2-D ``X``.
+
+    What a learner without embeddings of its own shares instead: the input features, standardised with these
+    statistics (:func:`feature_embeddings`), for strategies that need embeddings (core-set, k-means, BADGE, …).
+
+    >>> feature_scaling(np.array([[0.0, 5.0], [2.0, 5.0]]), "x")
+    (array([1., 5.]), array([1., 1.]))
+    """
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[0] == 0 or not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
+        raise ConfigError(
+            f"{owner} shares the input features as embeddings, which needs a dense numeric 2-D feature matrix with "
+            f"at least one row; got {X.dtype} with shape {X.shape}. Share embeddings of your own model instead "
+            "(FunctionLearner: an 'embedding' per record), or turn feature sharing off."
+        )
+    mean = X.mean(axis=0, dtype=np.float64)
+    std = X.std(axis=0, dtype=np.float64)
+    return mean, np.where(std > 0, std, 1.0)
+
+
+def feature_embeddings(X: Any, scaling: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``X`` standardised with ``scaling`` (:func:`feature_scaling`), as float32 embeddings.
+
+    >>> feature_embeddings(np.array([[0.0, 5.0], [2.0, 5.0]]), (np.array([1.0, 5.0]), np.array([1.0, 1.0])))
+    array([[-1.,  0.],
+           [ 1.,  0.]], dtype=float32)
+    """
+    mean, std = scaling
+    return ((np.asarray(X, dtype=np.float64) - mean) / std).astype(np.float32)
+
+
 def _class_list(*parts: Any) -> list[Any]:
     values: set[Any] = set()
     for p in parts:
@@ -57,6 +90,10 @@ class SklearnLearner:
     eval_X, eval_y  the user's held-out data for ``evaluate``
     classes    the class list (default: classes seen in training and in ``eval_y``)
     warm_start continue from the previous fit when the estimator supports ``warm_start``
+    share_features  also share the input features, standardised (statistics of the rows held at the first
+               ``infer``, fixed afterwards), as the Snapshot's embeddings: what diversity strategies (core-set,
+               k-means, BADGE, …) and ``auto`` use when the model has no embeddings of its own. Off by default;
+               with a remote engine the :class:`SharingPolicy` still decides whether embeddings leave.
 
     >>> import numpy as np
     >>> from sklearn.linear_model import LogisticRegression
@@ -78,6 +115,7 @@ class SklearnLearner:
         eval_y: Any = None,
         classes: Any = None,
         warm_start: bool = False,
+        share_features: bool = False,
     ) -> None:
         if not hasattr(estimator, "predict_proba") and not hasattr(estimator, "steps"):
             raise ConfigError(
@@ -95,7 +133,9 @@ class SklearnLearner:
         self.eval_y = eval_y
         self.classes = classes
         self.warm_start = warm_start
+        self.share_features = share_features
         self.model: Any = None
+        self._scaling: tuple[np.ndarray, np.ndarray] | None = None
         self._rows = {rid: j for j, rid in enumerate(self.ids.tolist())}
 
     def rows(self, ids: Any) -> np.ndarray:
@@ -154,8 +194,14 @@ class SklearnLearner:
         from alloop.models import predict_proba_full
 
         classes = self._full_classes()
-        probs = predict_proba_full(self.model, self.X[self.rows(ids)], classes)
-        return Snapshot(ids=ids, probs=probs, classes=classes)
+        X = self.X[self.rows(ids)]
+        probs = predict_proba_full(self.model, X, classes)
+        emb = None
+        if check_bool(self.share_features, "share_features", "SklearnLearner"):
+            if self._scaling is None:  # fixed from the first inference on: embeddings comparable across loops
+                self._scaling = feature_scaling(self.X, "SklearnLearner(share_features=True)")
+            emb = feature_embeddings(X, self._scaling)
+        return Snapshot(ids=ids, probs=probs, embeddings=emb, classes=classes)
 
     def evaluate(self) -> dict[str, float]:
         if self.eval_X is None or self.eval_y is None:

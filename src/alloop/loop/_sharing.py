@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from alloop._validation import check_bool
 from alloop.errors import ConfigError
 from alloop.metadata import Snapshot
 from alloop.metadata.snapshot import _check_finite
@@ -58,10 +59,7 @@ class SharingPolicy:
             raise ConfigError(
                 f"The 'quantize' parameter of SharingPolicy must be None or 'float16'. Got {self.quantize!r}."
             )
-        if not isinstance(self.dashboard, bool):
-            raise ConfigError(
-                f"The 'dashboard' parameter of SharingPolicy must be True or False. Got {self.dashboard!r}."
-            )
+        check_bool(self.dashboard, "dashboard", "SharingPolicy")
         if self.hash_ids and not self.key:
             raise ConfigError(
                 "SharingPolicy(hash_ids=True) needs a 'key' (keep it secret; use SharingPolicy.with_new_key())."

@@ -36,12 +36,13 @@ def _campaign_task(
     budget: int,
     test_size: float,
     compute: ComputePolicy | None = None,
+    embeddings: str = "none",
 ) -> tuple[str, int, list[float], list[int], float, list[dict[str, float]]]:
     train, test, init = paired_split(dataset.y, seed, test_size, initial)
     start = time.perf_counter()
     trace = run_campaign(
         dataset, model, spec, train=train, test=test, initial_rows=init, batch=batch, budget=budget, seed=seed,
-        compute=compute,
+        compute=compute, embeddings=embeddings,
     )
     return spec, seed, list(trace.accuracy), list(trace.labels), time.perf_counter() - start, list(trace.compute)
 
@@ -58,6 +59,7 @@ def run_simulation_on_cluster(
     target: str | None = None,
     progress: bool | None = None,
     compute_saving: Any = None,
+    embeddings: str = "none",
     *,
     cluster: Any = None,
 ) -> dict[str, Any]:
@@ -68,7 +70,7 @@ def run_simulation_on_cluster(
     ``None`` (``ALLOOP_DASK_SCHEDULER`` when set, else the tasks run one after another in this process).
     """
     resolve_compute(compute_saving, "run_simulation_on_cluster")  # a wrong flag fails before the data are loaded
-    setup = prepare(data, model, strategies, initial, batch, budget, seeds, test_size, target)
+    setup = prepare(data, model, strategies, initial, batch, budget, seeds, test_size, target, embeddings)
     policy = resolve_compute(compute_saving, "run_simulation_on_cluster", model=model, n_pool=setup.n_train)
     dataset, specs, n_points = setup.dataset, setup.specs, setup.n_points
     initial, batch, budget, seeds, test_size = setup.initial, setup.batch, setup.budget, setup.seeds, setup.test_size
@@ -84,12 +86,16 @@ def run_simulation_on_cluster(
         )
         if client is None:
             outcomes: Any = (
-                _campaign_task(dataset, model, spec, s, initial, batch, budget, test_size, policy) for spec, s in jobs
+                _campaign_task(dataset, model, spec, s, initial, batch, budget, test_size, policy, setup.embeddings)
+                for spec, s in jobs
             )
         else:
             shared = client.scatter(dataset, broadcast=True)
             futures = [
-                submit(client, _campaign_task, shared, model, spec, s, initial, batch, budget, test_size, policy)
+                submit(
+                    client, _campaign_task, shared, model, spec, s, initial, batch, budget, test_size, policy,
+                    setup.embeddings,
+                )
                 for spec, s in jobs
             ]
             outcomes = gather_in_order(futures, lambda _: bar.advance())  # the bar moves as each one finishes
