@@ -14,7 +14,7 @@ import numpy as np
 
 from alloop.datasets import load_dataset
 from alloop.labeling import SimulatedOracle
-from alloop.loop import Campaign, LoopReport, SklearnLearner
+from alloop.loop import Campaign, LoopReport, SharingPolicy, SklearnLearner
 from alloop.models import build_model
 
 __all__ = ["DEMO_DEFAULTS", "aubc", "run_demo", "run_with_progress"]
@@ -88,6 +88,7 @@ def _campaign(
         eval_X=ds.X[test],
         eval_y=ds.y[test],
         classes=ds.classes,
+        share_features=True,  # auto uses them
     )
     oracle = make_labeler(params["labeler"], ds.ids[train], ds.y[train], list(ds.classes), params["seed"])
     if resume and (directory / "alloop.db").exists():
@@ -106,6 +107,8 @@ def _campaign(
         overwrite=True,
         engine=engine,
         token=token,
+        # public data: a remote engine gets the same embeddings as the embedded one, so both select alike
+        sharing=SharingPolicy(level="probs+embeddings") if engine else None,
         compute_saving=params.get("compute_saving", False),
     )
 
