@@ -374,3 +374,34 @@ def test_simulate_gives_standardised_features_as_embeddings_when_asked():
         simulate("iris", "logreg", ["margin", "coreset"], initial=10, batch=10, budget=30, seeds=1)
     with pytest.raises(ConfigError, match=r"'embeddings' parameter of simulate must be one of 'none', 'features'"):
         simulate("iris", "logreg", ["margin"], initial=10, batch=10, budget=30, seeds=1, embeddings="yes")
+
+
+def test_summary_table_fits_an_80_column_console_without_cutting_a_number():
+    import io
+
+    from rich.console import Console
+
+    from alloop._cli_simulate import render_table
+
+    result = simulate(
+        "iris",
+        "logreg",
+        ["margin", "random", "top(margin, 50) >> coreset"],
+        initial=10,
+        batch=10,
+        budget=30,
+        seeds=2,
+        compute_saving="on",
+        embeddings="features",
+    )
+    out = io.StringIO()
+    Console(file=out, width=80).print(render_table(result))
+    text = out.getvalue()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    tokens = set(text.split())
+    for r in result["results"].values():
+        assert {f"{r['aubc_mean']:.4f}", f"{r['aubc_std']:.4f}", f"{r['final_accuracy_mean']:.4f}"} <= tokens
+        if r["paired_vs"]:
+            assert f"{r['paired_vs']['aubc_diff_mean']:+.4f}" in tokens
+        assert f"{r['compute']['cpu_s']:.2f}" in tokens
+    assert "top(margin, 50) >> coreset" in text  # the compute table has room for the whole spec

@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from alloop._cli_errors import fail
 from alloop._cli_score import ClusterOption
@@ -24,46 +26,71 @@ def _p(value: float | None) -> str:
     return "—" if value is None else f"{value:.2g}"
 
 
-def render_table(result: dict[str, Any]) -> Table:
-    """The summary table of a :func:`alloop.bench.simulate` result."""
+def render_table(result: dict[str, Any]) -> Group:
+    """The summary of a :func:`alloop.bench.simulate` result: AUBC and the paired comparison with the baseline,
+    then (when reported) the compute used. Fits an 80-column console: numbers never wrap or get cut."""
     proto = result["protocol"]
+    results = result["results"]
+    baseline = next((r["paired_vs"]["baseline"] for r in results.values() if r["paired_vs"]), proto["baseline"])
     table = Table(
         title=(
-            f"{proto['data']} · {proto['model']} · initial {proto['initial']}, batch {proto['batch']}, "
-            f"budget {proto['budget']}, {proto['seeds']} seed(s), test size {proto['test_size']}"
-        )
+            f"{escape(str(proto['data']))} · {escape(proto['model'])} · initial {proto['initial']}, batch "
+            f"{proto['batch']}, budget {proto['budget']}, {proto['seeds']} seed(s), test size {proto['test_size']}"
+        ),
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
     )
-    for name in ("strategy", "AUBC mean ± std", "final accuracy", "Δ AUBC vs baseline", "p (t / Wilcoxon)", "seconds"):
-        table.add_column(name, justify="left" if name == "strategy" else "right")
-    with_compute = any("compute" in r for r in result["results"].values())
-    if with_compute:
-        table.add_column("CPU s (from scratch ≈, × less)", justify="right")
-    for spec, r in result["results"].items():
+    table.add_column("strategy", ratio=1, min_width=10, overflow="fold")
+    for name in (
+        "AUBC\nmean",
+        "\n± std",
+        "final\nacc.",
+        "Δ AUBC\nmean",
+        "\n± std",
+        "p\nt-test",
+        "p\nWilcoxon",
+        "\ns",
+    ):
+        table.add_column(name, justify="right", no_wrap=True)
+    for spec, r in results.items():
         pv = r["paired_vs"]
-        extra = [compute_cell(r["compute"])] if with_compute and "compute" in r else ([""] if with_compute else [])
+        paired = (
+            ["baseline", "", "", ""]
+            if pv is None
+            else [
+                f"{pv['aubc_diff_mean']:+.4f}",
+                f"{pv['aubc_diff_std']:.4f}",
+                _p(pv["t_pvalue"]),
+                _p(pv["wilcoxon_pvalue"]),
+            ]
+        )
         table.add_row(
             escape(spec),
-            f"{r['aubc_mean']:.4f} ± {r['aubc_std']:.4f}",
+            f"{r['aubc_mean']:.4f}",
+            f"{r['aubc_std']:.4f}",
             f"{r['final_accuracy_mean']:.4f}",
-            "baseline"
-            if pv is None
-            else f"{pv['aubc_diff_mean']:+.4f} ± {pv['aubc_diff_std']:.4f} vs {escape(pv['baseline'])}",
-            "" if pv is None else f"{_p(pv['t_pvalue'])} / {_p(pv['wilcoxon_pvalue'])}",
+            *paired,
             f"{r['seconds']:.1f}",
-            *extra,
         )
-    return table
-
-
-def compute_cell(compute: dict[str, Any]) -> str:
-    """``"1.20 (3.40, 2.8×)"``: CPU seconds used, the from-scratch estimate, and the ratio.
-
-    >>> compute_cell({"cpu_s": 1.2, "from_scratch": {"cpu_s": 3.4, "cpu_x": 2.8333}})
-    '1.20 (3.40, 2.8×)'
-    """
-    fs = compute.get("from_scratch") or {}
-    x = fs.get("cpu_x")
-    return f"{compute['cpu_s']:.2f} ({fs.get('cpu_s', float('nan')):.2f}, {'—' if x is None else f'{x:.1f}'}×)"
+    note = f"Δ: the paired difference of AUBC from {baseline} (the baseline); mean and std over seeds."
+    parts: list[Any] = [table, Text(note, style="dim")]
+    if any("compute" in r for r in results.values()):
+        comp = Table(title="Compute (CPU seconds, all seeds)", box=box.SIMPLE_HEAD, collapse_padding=True)
+        comp.add_column("strategy", ratio=1, min_width=8)
+        for name in ("used", "from scratch ≈", "× less"):
+            comp.add_column(name, justify="right", no_wrap=True)
+        for spec, r in results.items():
+            if "compute" in r:
+                fs = r["compute"].get("from_scratch") or {}
+                x = fs.get("cpu_x")
+                comp.add_row(
+                    escape(spec),
+                    f"{r['compute']['cpu_s']:.2f}",
+                    f"{fs.get('cpu_s', float('nan')):.2f}",
+                    "—" if x is None else f"{x:.1f}×",
+                )
+        parts.append(comp)
+    return Group(*parts)
 
 
 def simulate_command(
