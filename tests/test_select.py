@@ -146,7 +146,11 @@ def test_fast_entropy_error_is_within_the_slack():
             err = np.abs(fast - entropy_scores(p)).max()
             assert err < _entropy_slack(n_classes) / 2, (dtype, n_classes, err)
             if n_classes in FIXED_CLASSES:  # the kernel with C fixed at compile time computes the very same sums
-                assert np.array_equal(_scan(p, vectorised=True, kernel=_part_kernel(n_classes, "entropy")), fast)
+                fixed = _scan(p, vectorised=True, kernel=_part_kernel(n_classes, "entropy"))
+                # (float32: the SIMD groups of 16 rows; the last rows of each 500-row block take exact logarithms)
+                grouped = np.arange(p.shape[0]) % 500 < (500 // 16 * 16 if dtype == np.float32 else 500)
+                assert np.array_equal(fixed[grouped], fast[grouped])
+                assert np.abs(fixed - entropy_scores(p)).max() < _entropy_slack(n_classes) / 2
 
 
 @pytest.mark.parametrize("n_classes", [2, 3, 10, 100])

@@ -25,6 +25,16 @@ loops unroll). For large k the pass starts from a threshold guessed from a sampl
 ~1.5k rows beat it), and the merged candidates are ranked by :func:`_rank` (a stable radix sort: ties stay in row
 order).
 
+Float32, C-contiguous input with C <= 16 (the common case) takes SIMD groups instead of the row loops: 16 rows are
+loaded as C vectors and transposed in registers (:func:`_make_scan16`, LLVM IR through a numba intrinsic), so sum,
+minimum, top two and the fast logarithm run across 16 rows per instruction; the groups pick the same rows with the
+same scores (least-confidence, margin, ratio) or the same fast entropies, and a group holding a bad or borderline
+row goes through the row loops, which report the first bad row as before. For entropy the groups either take every
+row's logarithms in registers (many rows below the cut) or gather only the rows below the cut; for small k the pass
+also starts from a guessed threshold. Work buffers (candidates, merge, radix sort) are lent by a pool (:class:`_Pool`)
+so repeated calls do not page-fault fresh memory. At 10^7 x 10 on one thread this cut the pass from 3.2-4.8x to
+1.4-2.1x of ``probs.sum()`` (least-confidence, margin, ratio) and entropy from 4.0-7.7x to 2.5-4.8x (measured).
+
 >>> import numpy as np
 >>> probs = np.array([[0.9, 0.1], [0.5, 0.5], [0.6, 0.4], [0.5, 0.5]], dtype=np.float32)
 >>> select(probs, 2, "margin").tolist()  # ties go to the lower row
@@ -35,10 +45,11 @@ order).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -67,6 +78,8 @@ BLOCK_ROWS = 4096
 MIN_PART_ROWS = 65536
 #: Fewest entropy candidates per thread when rescoring them exactly (each thread takes at least this many).
 MIN_RESCORE_ROWS = 16384
+#: Rows per exact entropy rescoring call (:func:`_exact_entropy`).
+RESCORE_CHUNK = 8192
 _TOL = 1e-3
 
 
@@ -81,6 +94,46 @@ def _entropy_slack(n_classes: int) -> float:
 
 
 # ---- validation messages ---------------------------------------------------------------------------------
+class _Pool:
+    """Large work buffers kept between calls (at most ``max_bytes`` in all), so that a repeated selection does not
+    page-fault fresh memory each time (~2.7 µs per 4 kB page on this VM: 7 ms of a 37 ms least-confidence pass at
+    k = 10^5 went to the ~2,700 faults of its fresh candidate, merge and sort buffers; measured). Thread-safe: a
+    buffer is lent to one caller at a time.
+
+    >>> pool = _Pool(max_bytes=1 << 20)
+    >>> with pool.borrow(4096) as buf:
+    ...     buf.nbytes >= 4096
+    True
+    """
+
+    def __init__(self, *, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._free: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def borrow(self, nbytes: int) -> Iterator[np.ndarray]:
+        """A uint8 buffer of at least ``nbytes`` bytes (page-aligned when fresh), for the ``with`` block only."""
+        with self._lock:  # the smallest that fits (the list is kept sorted by size)
+            at = next((i for i, b in enumerate(self._free) if b.nbytes >= nbytes), None)
+            buf = self._free.pop(at) if at is not None else np.empty(0, dtype=np.uint8)
+        if at is None:
+            buf = np.empty(max(nbytes, 1), dtype=np.uint8)
+        try:
+            yield buf[:nbytes]
+        finally:
+            with self._lock:
+                if buf.nbytes <= self.max_bytes:
+                    self._free.append(buf)
+                    self._free.sort(key=lambda b: b.nbytes)
+                    while sum(b.nbytes for b in self._free) > self.max_bytes:
+                        self._free.pop(0)  # the smallest first
+
+
+#: Work buffers of the compiled pass (candidates, merge, radix sort), reused across calls.
+_POOL = _Pool(max_bytes=32 << 20)
+
+
 def _bad_row_error(probs: np.ndarray, row: int) -> DataError:
     values = np.asarray(probs[row], dtype=np.float64)
     shown = np.array2string(values[:8], precision=4, separator=", ") + (" …" if values.size > 8 else "")
@@ -113,6 +166,155 @@ def _check_chunk(chunk: np.ndarray, start: int, probs: np.ndarray) -> None:
 FIXED_CLASSES = range(2, 17)
 
 
+#: Entropy on SIMD groups: above this share of rows below the cut, logarithms for every row in registers.
+SIMD_SWITCH = 0.25
+#: Rows per SIMD group of the float32 pass for least-confidence, margin and ratio (one 16-lane vector per column).
+LANES = 16
+#: The SIMD group scan (:func:`_make_scan16`), put here by :func:`_kernels` before any kernel compiles (a module
+#: global, not a closure value, so numba's disk cache keeps working).
+_scan16: Any = None
+
+
+def _column_plan(n_classes: int) -> list[list[tuple[int, int, list[int | None]]]]:
+    """How to gather column ``j`` of 16 rows held as ``n_classes`` 16-lane vectors: per column, steps
+    ``(vector a, vector b, lane sources)`` of a two-source shuffle (sources ``0..15`` from a, ``16..31`` from b)."""
+    plan = []
+    for j in range(n_classes):
+        src = [divmod(r * n_classes + j, LANES) for r in range(LANES)]
+        vecs = sorted({v for v, _ in src})
+        steps = []
+        for a, b in zip(vecs[::2], vecs[1::2] + ([vecs[-1]] if len(vecs) % 2 else []), strict=True):
+            lanes: list[int | None] = [None] * LANES
+            for r, (v, lane) in enumerate(src):
+                if v == a:
+                    lanes[r] = lane
+                elif v == b:
+                    lanes[r] = LANES + lane
+            steps.append((a, b, lanes))
+        plan.append(steps)
+    return plan
+
+
+def _make_scan16(numba: Any) -> Any:
+    """``_scan16(flat, start, C, kind, thr, cut, fast_tol, out)``: for the 16 float32 rows at ``flat[start:]`` (C and
+    kind compile-time constants), ``-1`` unless every row passes the fast validation (minimum >= 0 and float32 sum
+    within ``fast_tol`` of 1), else a bit mask of the rows whose score is above ``thr``, the 16 scores in ``out``.
+    Scores: least-confidence, margin, ratio in float64 with the row loop's operations (so the same values); entropy
+    the vectorised pass's fast logarithm (the same float32 values), taken only when a row's largest probability is
+    below ``cut`` (mask 0 otherwise). The rows are loaded as C vectors and transposed by shuffles in registers, so
+    sums, minima, top two and logarithms run across 16 rows at a time. Portable LLVM IR, lowered for the host CPU.
+    """
+    from llvmlite import ir
+    from numba import types
+
+    def typer(typingctx: Any, flat: Any, start: Any, ncols: Any, kind: Any, thr: Any, cut: Any, fast_tol: Any,
+              out: Any) -> Any:
+        sig = types.int64(flat, start, ncols, kind, thr, cut, fast_tol, out)
+        literal = isinstance(ncols, types.IntegerLiteral) and isinstance(kind, types.IntegerLiteral)
+        usable = literal and ncols.literal_value >= 2 and kind.literal_value in (0, 1, 2, 3, 4)
+        if not (usable and isinstance(flat, types.Array) and flat.dtype == types.float32):
+            return sig, lambda context, builder, signature, args: ir.Constant(ir.IntType(64), -1)
+        return sig, functools.partial(_scan16_ir, ir, ncols.literal_value, kind.literal_value)
+
+    return numba.extending.intrinsic(prefer_literal=True)(typer)
+
+
+def _fast_xlogx_ir(ir: Any, builder: Any, x: Any) -> Any:
+    """``-x ln x`` for a 16-lane float32 vector with the very operations of the kernel's vectorised pass."""
+    vf, vi = ir.VectorType(ir.FloatType(), LANES), ir.VectorType(ir.IntType(32), LANES)
+
+    def f32(v: float) -> Any:
+        return ir.Constant(vf, [float(np.float32(v))] * LANES)
+
+    def i32(v: int) -> Any:
+        return ir.Constant(vi, [v] * LANES)
+
+    b = builder.bitcast(x, vi)
+    e = builder.and_(builder.ashr(b, i32(23)), i32(255))
+    f = builder.fmul(builder.sitofp(builder.and_(b, i32((1 << 23) - 1)), vf), f32(2.0**-23))
+    z = builder.fdiv(f, builder.fadd(f32(2.0), f))
+    z2 = builder.fmul(z, z)
+    poly = f32(1.0 / 9.0)
+    for c in (1.0 / 7.0, 0.2, 1.0 / 3.0, 1.0):
+        poly = builder.fadd(f32(c), builder.fmul(z2, poly))
+    log1p = builder.fmul(builder.fmul(f32(2.0), z), poly)
+    val = builder.fmul(x, builder.fadd(builder.fmul(builder.sitofp(builder.sub(e, i32(127)), vf), f32(math.log(2.0))),
+                                       log1p))
+    return builder.select(builder.icmp_signed(">", e, i32(0)), builder.fneg(val), f32(0.0))
+
+
+def _scan16_ir(ir: Any, n_classes: int, kind: int, context: Any, builder: Any, signature: Any, args: Any) -> Any:
+    flat, start, _, _, thr, cut, fast_tol, out = args
+    f32, f64, i32, i64 = ir.FloatType(), ir.DoubleType(), ir.IntType(32), ir.IntType(64)
+    vf, vd, vi = ir.VectorType(f32, LANES), ir.VectorType(f64, LANES), ir.VectorType(i32, LANES)
+
+    def splat(x: Any, vtype: Any) -> Any:
+        one = builder.insert_element(ir.Constant(vtype, None), x, ir.Constant(i32, 0))
+        return builder.shuffle_vector(one, ir.Constant(vtype, None), ir.Constant(vi, [0] * LANES))
+
+    def pick(cond: str, a: Any, b: Any) -> Any:  # ``a if a <cond> b else b``, as the row loop writes it
+        return builder.select(builder.fcmp_ordered(cond, a, b), a, b)
+
+    data = context.make_array(signature.args[0])(context, builder, flat).data
+    base = builder.bitcast(builder.gep(data, [start]), vf.as_pointer())
+    rows = [builder.load(builder.gep(base, [ir.Constant(i64, v)]), align=4) for v in range(n_classes)]
+    cols = []
+    for steps in _column_plan(n_classes):
+        col = None
+        for a, b, lanes in steps:
+            part = builder.shuffle_vector(rows[a], rows[b], ir.Constant(vi, [x or 0 for x in lanes]))
+            keep = [LANES + r if lanes[r] is not None else r for r in range(LANES)]
+            col = part if col is None else builder.shuffle_vector(col, part, ir.Constant(vi, keep))
+        cols.append(col)
+    x, y = cols[0], cols[1]
+    s = builder.fadd(x, y)
+    mn = pick("<", y, x)
+    m1, m2 = pick(">", y, x), mn
+    for x in cols[2:]:
+        s = builder.fadd(s, x)
+        mn = pick("<", x, mn)
+        m2 = pick(">", pick("<", x, m1), m2)
+        m1 = pick(">", x, m1)
+    dev = builder.fsub(builder.fpext(s, vd), ir.Constant(vd, [1.0] * LANES))
+    tol = splat(fast_tol, vd)
+    ok = builder.and_(builder.fcmp_ordered("<=", dev, tol), builder.fcmp_ordered(">=", dev, builder.fneg(tol)))
+    ok = builder.and_(ok, builder.fcmp_ordered(">=", mn, ir.Constant(vf, [0.0] * LANES)))
+    m1d = builder.fpext(m1, vd)
+    if kind == 0:
+        score = builder.fsub(ir.Constant(vd, [1.0] * LANES), m1d)
+    elif kind == 1:
+        score = builder.fneg(builder.fsub(m1d, builder.fpext(m2, vd)))
+    elif kind == 2:
+        score = builder.select(builder.fcmp_ordered(">", m1d, ir.Constant(vd, [0.0] * LANES)),
+                               builder.fdiv(builder.fpext(m2, vd), m1d), ir.Constant(vd, [1.0] * LANES))
+    i16 = ir.IntType(LANES)
+    dest = builder.bitcast(context.make_array(signature.args[7])(context, builder, out).data, vd.as_pointer())
+    valid = builder.icmp_signed("==", builder.bitcast(ok, i16), ir.Constant(i16, -1))
+    if kind < 3:
+        builder.store(score, dest, align=8)
+        hits = builder.zext(builder.bitcast(builder.fcmp_ordered(">", score, splat(thr, vd)), i16), i64)
+        return builder.select(valid, hits, ir.Constant(i64, -1))
+    # entropy: logarithms only when a row's largest probability is below cut (else no row can reach thr); then the
+    # vectorised pass's fast -p log p, per column, summed in float32 in column order. Kind 4: only the rows below cut
+    below = builder.bitcast(builder.fcmp_ordered("<", m1d, splat(cut, vd)), i16)
+    if kind == 4:
+        return builder.select(valid, builder.zext(below, i64), ir.Constant(i64, -1))
+    need = builder.icmp_signed("!=", below, ir.Constant(i16, 0))
+    before = builder.basic_block
+    with builder.if_then(need):
+        h = _fast_xlogx_ir(ir, builder, cols[0])
+        for x in cols[1:]:
+            h = builder.fadd(h, _fast_xlogx_ir(ir, builder, x))
+        score = builder.fpext(h, vd)
+        builder.store(score, dest, align=8)
+        hits = builder.zext(builder.bitcast(builder.fcmp_ordered(">", score, splat(thr, vd)), i16), i64)
+        logged = builder.basic_block
+    found = builder.phi(i64)
+    found.add_incoming(hits, logged)
+    found.add_incoming(ir.Constant(i64, 0), before)
+    return builder.select(valid, found, ir.Constant(i64, -1))
+
+
 @functools.cache
 def _kernels() -> dict[str, Callable[..., Any]] | None:
     """The numba kernels (the generic pass, and the radix sort of :func:`_rank`), compiled on first use (and cached
@@ -122,19 +324,29 @@ def _kernels() -> dict[str, Callable[..., Any]] | None:
     cache)."""
     try:
         import numba
+        import numba.extending
     except ImportError:
         return None
+    global _scan16
+    _scan16 = _make_scan16(numba)
     return {"part": _make_part(numba, 0), **_make_rank_kernels(numba)}
 
 
 @functools.cache
-def _part_kernel(n_classes: int, strategy: str) -> Callable[..., Any] | None:
-    """The pass for ``n_classes`` columns: for entropy and C in :data:`FIXED_CLASSES` a kernel of its own, else the
-    generic one (at C = 10 a fixed C made entropy 1.3-1.6x faster and margin / ratio 1-5 % slower; measured);
-    ``None`` without numba."""
+def _part_kernel(n_classes: int, strategy: str, simd: bool = False) -> Callable[..., Any] | None:
+    """The pass for ``n_classes`` columns: for C in :data:`FIXED_CLASSES` a kernel of its own for entropy, and for
+    the other strategies when ``simd`` (float32, C-contiguous: the :func:`_make_scan16` groups); else the generic
+    one (without the SIMD groups a fixed C made entropy 1.3-1.6x faster at C = 10 and margin / ratio 1-5 % slower;
+    measured); ``None`` without numba."""
     kernels = _kernels()
-    if kernels is None or n_classes not in FIXED_CLASSES or strategy != "entropy":
+    if kernels is None or n_classes not in FIXED_CLASSES or not (simd or strategy == "entropy"):
         return None if kernels is None else kernels["part"]
+    return _fixed_part(n_classes)
+
+
+@functools.cache
+def _fixed_part(n_classes: int) -> Callable[..., Any]:
+    """The pass with C fixed at ``n_classes``, one per C for every strategy (compiled once per signature)."""
     import numba
 
     return _make_part(numba, n_classes)
@@ -158,10 +370,17 @@ def _make_part(numba: Any, fixed_classes: int) -> Callable[..., Any]:
         # loop with per-row branches (measured), and one self-contained function keeps numba's disk cache working.
         # ``pair`` (entropy, optional): the bound from the top two (:func:`_entropy_pair_table`); a row whose second
         # largest probability is >= pair[int(largest * len(pair))] cannot reach thr; with ``flat`` the remaining
-        # rows get the same fast logarithm as the vectorised pass, per row.
+        # rows get the same fast logarithm as the vectorised pass, per row. With C fixed, float32 and ``flat``, whole
+        # groups of 16 rows go through _scan16 first (see below); ``pair`` is then not needed.
         n_classes = q.shape[1] if fixed_classes == 0 else fixed_classes
         cap = idx.shape[0]
-        vec = kind == 3 and flat.size > 0
+        # float32 rows with C fixed: 16 rows at a time through _scan16, which validates and scores them (entropy:
+        # fast logarithms in registers, or only the mask of rows below cut, gathered for the fast log below); a group
+        # it cannot vouch for (a bad or borderline row) and the rows after it in the block go through the row loops
+        # below, which decide exactly as before
+        simd = fixed_classes >= 2 and flat.size > 0 and bits.itemsize == 4
+        hs = np.empty(16 if simd else 0, dtype=np.float64)
+        vec = kind == 3 and flat.size > 0 and not simd and buf.size >= block * n_classes
         if bits.itemsize == 4:
             ebits, ebias, mmask, mscale = 23, 127, (1 << 23) - 1, np.float32(2.0**-23)
         else:
@@ -178,15 +397,52 @@ def _make_part(numba: Any, fixed_classes: int) -> Callable[..., Any]:
         # the vectorised pass pays off above 20 % of rows needing logarithms after the bound from the largest
         # probability, and above 6 % after the bound from the top two (whose own row scan costs more; measured)
         switch = 0.2 if pair is None else 0.06
-        rows = np.empty(block if pair is not None else 0, dtype=np.int64)
-        gval = np.empty((block + 1) * n_classes if pair is not None else 0, dtype=np.float32)  # rows gathered
+        gather = pair is not None or (simd and kind == 3)
+        rows = np.empty(block if gather else 0, dtype=np.int64)
+        gval = np.empty((block + 1) * n_classes if gather else 0, dtype=np.float32)  # rows gathered
         gbits = gval.view(np.int32)
         nblk = 0
         for b0 in range(lo, hi, block):
             b1 = min(hi, b0 + block)
             nblk += 1
+            start = b0
+            logs = 0
+            # entropy: logarithms in registers while many rows need them (``SIMD_SWITCH``; every ``retry``-th block
+            # measures again), else only the rows below cut are gathered for the fast logarithm further down
+            inreg = pass_rate > SIMD_SWITCH and nblk % retry != 0
+            if simd:  # whole groups of 16 rows while they validate; the row loops take the rest of the block
+                while start + 16 <= b1:
+                    if kind == 0:
+                        m = _scan16(flat, start * fixed_classes, fixed_classes, 0, thr, cut, fast_tol, hs)
+                    elif kind == 1:
+                        m = _scan16(flat, start * fixed_classes, fixed_classes, 1, thr, cut, fast_tol, hs)
+                    elif kind == 2:
+                        m = _scan16(flat, start * fixed_classes, fixed_classes, 2, thr, cut, fast_tol, hs)
+                    elif inreg:
+                        m = _scan16(flat, start * fixed_classes, fixed_classes, 3, thr, cut, fast_tol, hs)
+                    else:
+                        m = _scan16(flat, start * fixed_classes, fixed_classes, 4, thr, cut, fast_tol, hs)
+                        if m > 0:
+                            for t in range(16):
+                                if (m >> t) & 1:
+                                    rows[logs] = start + t
+                                    c = (start + t) * n_classes
+                                    for j in range(n_classes):
+                                        gval[logs * n_classes + j] = flat[c + j]
+                                    logs += 1
+                            m = 0
+                    if m < 0:
+                        break
+                    for t in range(16 if m else 0):
+                        if (m >> t) & 1:
+                            if cnt == cap:
+                                return cnt, start + t, -1
+                            idx[cnt] = start + t
+                            sc[cnt] = hs[t]
+                            cnt += 1
+                    start += 16
             if kind == 1 or kind == 2:  # margin / ratio: top-2, sum and minimum in one read of the row
-                for r in range(b0, b1):
+                for r in range(start, b1):
                     x = q[r, 0]
                     y = q[r, 1]
                     s = x + y
@@ -274,37 +530,35 @@ def _make_part(numba: Any, fixed_classes: int) -> Callable[..., Any]:
                         sc[cnt] = h
                         cnt += 1
                 continue
-            logs = 0
-            if pair is not None and kind == 3:  # entropy: top two, sum and minimum, then the two bounds
-                npair = pair.shape[0]
-                logs = 0
-                for r in range(b0, b1):
-                    c = logs * n_classes  # the row is copied (as float32) to the gather buffer as it is read
-                    x = q[r, 0]
-                    y = q[r, 1]
-                    gval[c] = x
-                    gval[c + 1] = y
-                    s = x + y
-                    mn = y if y < x else x
-                    m2 = mn
-                    m1 = y if y > x else x
-                    for j in range(2, n_classes):
-                        x = q[r, j]
-                        gval[c + j] = x
-                        s += x
-                        mn = x if x < mn else mn
-                        v = x if x < m1 else m1
-                        m2 = v if v > m2 else m2
-                        m1 = x if x > m1 else m1
-                    if not (mn >= 0) or not (abs(np.float64(s) - 1.0) <= fast_tol):
-                        s64 = np.float64(0.0)
-                        for j in range(n_classes):
-                            s64 += np.float64(q[r, j])
-                        if not (mn >= 0) or not (abs(s64 - 1.0) <= tol):
-                            return cnt, r, r
-                    if m1 < cut and m2 < pair[min(int(np.float64(m1) * npair), npair - 1)]:
-                        rows[logs] = r  # may still reach thr: kept in the gather buffer
-                        logs += 1
+            if gather and kind == 3:  # entropy: the rows the SIMD groups gathered, or (pair) the bounds' row scan
+                if pair is not None:  # (numba prunes this branch when there is no table)
+                    for r in range(b0, b1 if not simd else b0):  # top two, sum, minimum, then the two bounds
+                        c = logs * n_classes  # the row is copied (as float32) to the gather buffer as it is read
+                        x = q[r, 0]
+                        y = q[r, 1]
+                        gval[c] = x
+                        gval[c + 1] = y
+                        s = x + y
+                        mn = y if y < x else x
+                        m2 = mn
+                        m1 = y if y > x else x
+                        for j in range(2, n_classes):
+                            x = q[r, j]
+                            gval[c + j] = x
+                            s += x
+                            mn = x if x < mn else mn
+                            v = x if x < m1 else m1
+                            m2 = v if v > m2 else m2
+                            m1 = x if x > m1 else m1
+                        if not (mn >= 0) or not (abs(np.float64(s) - 1.0) <= fast_tol):
+                            s64 = np.float64(0.0)
+                            for j in range(n_classes):
+                                s64 += np.float64(q[r, j])
+                            if not (mn >= 0) or not (abs(s64 - 1.0) <= tol):
+                                return cnt, r, r
+                        if m1 < cut and m2 < pair[min(int(np.float64(m1) * pair.shape[0]), pair.shape[0] - 1)]:
+                            rows[logs] = r  # may still reach thr: kept in the gather buffer
+                            logs += 1
                 for t in range(logs * n_classes):  # the fast log of the vectorised pass, on the gathered rows
                     b = gbits[t]
                     e = np.int32(np.int32(b >> i23) & i255)
@@ -326,9 +580,10 @@ def _make_part(numba: Any, fixed_classes: int) -> Callable[..., Any]:
                         idx[cnt] = r
                         sc[cnt] = h
                         cnt += 1
-                pass_rate = logs / (b1 - b0)
-                continue
-            for r in range(b0, b1):  # least-confidence / entropy: sum, minimum, maximum
+                if not simd:
+                    pass_rate = logs / (b1 - b0)
+                    continue
+            for r in range(start, b1):  # least-confidence / entropy: sum, minimum, maximum
                 x = q[r, 0]
                 s = x
                 mn = x
@@ -361,7 +616,8 @@ def _make_part(numba: Any, fixed_classes: int) -> Callable[..., Any]:
                     idx[cnt] = r
                     sc[cnt] = h
                     cnt += 1
-            pass_rate = logs / (b1 - b0)
+            if not (simd and inreg):
+                pass_rate = logs / (b1 - b0)
         return cnt, hi, -1
 
     return part
@@ -371,11 +627,15 @@ def _make_rank_kernels(numba: Any) -> dict[str, Callable[..., Any]]:
     """The compiled part of :func:`_rank`: a stable radix sort."""
 
     @numba.njit(nogil=True, cache=True)
-    def radix_order(key):  # pragma: no cover - compiled
-        # positions sorted by key (float64, no NaN), ties by position: a stable LSD radix sort (11-bit digits) of
-        # the keys' order-preserving integer images; digits shared by every key are skipped
-        n = key.shape[0]
-        u = (key + 0.0).view(np.uint64)  # + 0.0: -0.0 becomes 0.0, equal keys get equal images
+    def radix_order(sc, work):  # pragma: no cover - compiled
+        # positions sorted by score (float64, no NaN) from the highest, ties by position: a stable LSD radix sort
+        # (11-bit digits) of the order-preserving integer images of the keys -score; digits shared by every key are
+        # skipped. ``work``: 4 n uint64 of scratch, which the returned positions are a view of
+        n = sc.shape[0]
+        u = work[:n]
+        keys = u.view(np.float64)
+        for i in range(n):
+            keys[i] = -sc[i] + 0.0  # + 0.0: -0.0 becomes 0.0, equal keys get equal images
         top = np.uint64(1) << np.uint64(63)
         for i in range(n):
             x = u[i]
@@ -386,9 +646,11 @@ def _make_rank_kernels(numba: Any) -> dict[str, Callable[..., Any]]:
             x = u[i]
             for d in range(6):
                 counts[d, (x >> np.uint64(11 * d)) & mask] += 1
-        order = np.arange(n)
-        u2 = np.empty(n, dtype=np.uint64)
-        o2 = np.empty(n, dtype=np.int64)
+        order = work[n : 2 * n].view(np.int64)
+        for i in range(n):
+            order[i] = i
+        u2 = work[2 * n : 3 * n]
+        o2 = work[3 * n : 4 * n].view(np.int64)
         for d in range(6):
             c = counts[d]
             if c.max() == n:  # one bucket: this digit does not reorder anything
@@ -534,7 +796,8 @@ def _rank(sc: np.ndarray, k: int, *, compiled: bool = True) -> np.ndarray:
     n = sc.size
     kernels = _kernels() if compiled else None
     if kernels is not None and n <= 4 * k:  # sorting every score beats a partition first (radix: linear time)
-        return np.asarray(kernels["radix_order"](-sc.astype(np.float64))[:k])
+        with _POOL.borrow(32 * n) as work:
+            return np.array(kernels["radix_order"](np.asarray(sc, dtype=np.float64), work.view(np.uint64))[:k])
     if k >= n:
         chosen = np.arange(n)
     else:
@@ -542,9 +805,10 @@ def _rank(sc: np.ndarray, k: int, *, compiled: bool = True) -> np.ndarray:
         mask = sc > kth
         mask[np.flatnonzero(sc == kth)[: k - int(np.count_nonzero(mask))]] = True
         chosen = np.flatnonzero(mask)  # positions in order
-    key = -sc[chosen].astype(np.float64)
     if kernels is not None:
-        return chosen[kernels["radix_order"](key)]
+        with _POOL.borrow(32 * chosen.size) as work:
+            return chosen[kernels["radix_order"](sc[chosen].astype(np.float64), work.view(np.uint64))]
+    key = -sc[chosen].astype(np.float64)
     order = np.argsort(key)
     ks = key[order]
     new_run = ks[1:] != ks[:-1]
@@ -562,21 +826,25 @@ def _rank(sc: np.ndarray, k: int, *, compiled: bool = True) -> np.ndarray:
 
 def _compiled_part(
     probs: np.ndarray, lo: int, hi: int, k: int, strategy: str, kernel: Callable[..., Any], *, block: int,
-    flat: np.ndarray, thr0: float = float("-inf"),
+    flat: np.ndarray, thr0: float = float("-inf"), work: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
     """Rows lo..hi: ``(candidate rows, their scores, first bad row or -1)``, only rows scoring above ``thr0``;
-    ``None`` on entropy near-ties that keep the candidate buffer from shrinking (the caller falls back to numpy)."""
+    ``None`` on entropy near-ties that keep the candidate buffer from shrinking (the caller falls back to numpy).
+    ``work``: :func:`_part_bytes` bytes for the candidate buffer (the returned arrays are views of it)."""
     n_classes = probs.shape[1]
     eps = _entropy_slack(n_classes) if strategy == "entropy" else 0.0
-    cap = min(2 * k + 256, hi - lo)  # small for small k: the threshold tightens early
-    idx, sc = np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.float64)
-    buf = np.empty(block * n_classes if flat.size else 0, dtype=np.float32)
+    cap = _part_bytes(lo, hi, k) // 16
+    if work is None:
+        work = np.empty(16 * cap, dtype=np.uint8)
+    idx, sc = work[: 8 * cap].view(np.int64), work[8 * cap : 16 * cap].view(np.float64)
+    simd = flat.size > 0 and _simd(probs)  # the kernel's SIMD groups: no fast-log buffer, no pair table
+    buf = np.empty(block * n_classes if flat.size and strategy == "entropy" and not simd else 0, dtype=np.float32)
     bits = flat.view(np.int32 if probs.dtype == np.float32 else np.int64)
     thr, cnt, row, pass_rate = thr0, 0, lo, 1.0
     pair, pair_row = None, lo
     while True:
         cut = _entropy_cut(thr - eps, n_classes) if eps else float("inf")  # entropies > thr - eps can be kept
-        if eps and (pair is None or row - pair_row >= max(pair_row - lo, 16384)):  # rebuilt as rows read double
+        if eps and not simd and (pair is None or row - pair_row >= max(pair_row - lo, 16384)):  # as rows read double
             pair, pair_row = _entropy_pair_table(thr - eps, n_classes), row
         args = (probs, flat, bits, row, hi, _KIND[strategy], _TOL, thr, cut, pass_rate, 32, block, buf, idx, sc, cnt)
         cnt, row, bad = kernel(*args) if pair is None else kernel(*args, pair)
@@ -591,18 +859,29 @@ def _compiled_part(
         pass_rate = 0.0  # a new threshold: let the entropy row scan measure how many rows still need logs
 
 
+def _part_bytes(lo: int, hi: int, k: int) -> int:
+    """Bytes of a part's candidate buffer (rows and scores): small for small k, so the threshold tightens early."""
+    return 16 * min(2 * k + 256, hi - lo)
+
+
 def _guess_threshold(probs: np.ndarray, k: int, strategy: str) -> float:
     """A score that about ``1.5k`` rows beat, from the exact scores of an evenly strided sample of 16,384 rows, when
-    k is large (>= 0.15 % of the rows; then the sample puts ~50 rows above it); ``-inf`` otherwise. Starting the
-    pass there skips most of the early insertions and compactions; :func:`_compiled_top_k` checks afterwards
-    that it was low enough and re-reads with ``-inf`` if not, so the result never depends on the guess."""
+    k is large (>= 0.15 % of the rows; then the sample puts ~50 rows above it); for entropy and smaller k, the
+    ``(2 k m / n + 4)``-th best sample score (fewer than k rows beat it with probability < 1e-3), so the bound on the
+    largest probability is tight from the first row; ``-inf`` otherwise. Starting the pass there skips most of the
+    early insertions, compactions (and logarithms); :func:`_compiled_top_k` checks afterwards that it was low enough
+    and re-reads with ``-inf`` if not, so the result never depends on the guess."""
     n, m = probs.shape[0], 16384
-    if n < 4 * m or 2 * k * m < 50 * n:
+    small = 2 * k * m < 50 * n
+    if n < 4 * m or (small and strategy != "entropy"):
         return float("-inf")
     scores = FUSED[strategy](probs[:: n // m])
     scores = scores[np.isfinite(scores)]  # the pass itself reports bad rows
     if scores.size < m // 2:
         return float("-inf")
+    if small:
+        j = math.ceil(2 * k * scores.size / n) + 4
+        return float(np.partition(scores, scores.size - j)[scores.size - j])
     return float(np.quantile(scores, 1.0 - 1.5 * k / n))
 
 
@@ -634,8 +913,16 @@ def _in_threads(fn: Callable[[int], Any], n: int) -> list[Any]:
 
 
 def _scan_part(probs: np.ndarray, edges: list[int], k: int, strategy: str, kernel: Callable[..., Any], block: int,
-               flat: np.ndarray, thr0: float, i: int) -> tuple[np.ndarray, np.ndarray, int] | None:
-    return _compiled_part(probs, edges[i], edges[i + 1], k, strategy, kernel, block=block, flat=flat, thr0=thr0)
+               flat: np.ndarray, thr0: float, work: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray, int] | None:
+    at = sum(_part_bytes(edges[j], edges[j + 1], k) for j in range(i))
+    mine = work[at : at + _part_bytes(edges[i], edges[i + 1], k)]
+    return _compiled_part(probs, edges[i], edges[i + 1], k, strategy, kernel, block=block, flat=flat, thr0=thr0,
+                          work=mine)
+
+
+def _simd(probs: np.ndarray) -> bool:
+    """Whether least-confidence, margin and ratio can take the SIMD groups (:func:`_make_scan16`) on ``probs``."""
+    return probs.dtype == np.float32 and probs.flags.c_contiguous and probs.shape[1] in FIXED_CLASSES
 
 
 def _compiled_top_k(probs: np.ndarray, k: int, strategy: str, kernel: Callable[..., Any], *, block: int,
@@ -646,30 +933,52 @@ def _compiled_top_k(probs: np.ndarray, k: int, strategy: str, kernel: Callable[.
     n = probs.shape[0]
     entropy = strategy == "entropy"
     eps = _entropy_slack(probs.shape[1]) if entropy else 0.0
-    flat = probs.reshape(-1) if entropy and probs.flags.c_contiguous else np.empty(0, dtype=probs.dtype)
+    use_flat = probs.flags.c_contiguous and (entropy or _simd(probs))
+    flat = probs.reshape(-1) if use_flat else np.empty(0, dtype=probs.dtype)
     edges = [n * i // parts for i in range(parts + 1)]
     thr0 = _guess_threshold(probs, k, strategy) - 4 * eps  # entropy: on approximate scores, with a margin
-    while True:
-        scan = functools.partial(_scan_part, probs, edges, k, strategy, kernel, block, flat, thr0)
-        out = _in_threads(scan, parts)
-        if any(o is None for o in out):
-            return None
-        bad = [o[2] for o in out if o[2] >= 0]
-        if bad:
-            raise _bad_row_error(probs, min(bad))
-        idx = np.concatenate([o[0] for o in out])  # row order: parts in order, each in row order
-        sc = np.concatenate([o[1] for o in out])
-        # every row of the top-k (for entropy: every row within 2 eps of the k-th) must have beaten thr0
-        if thr0 == float("-inf") or np.count_nonzero(sc - 2 * eps > thr0) >= k:
-            break
-        thr0 = float("-inf")  # the guess was too high: read again from scratch
-    if not entropy:
-        return idx[_rank(sc, k)]  # exact scores; ties by position are ties by row
-    idx = _keep_top(idx, sc, k, eps)[0]
-    # exact rescoring of the few candidates (numpy releases the GIL: large candidate sets in the part threads)
-    pieces = np.array_split(idx, parts if idx.size >= parts * MIN_RESCORE_ROWS else 1)
-    exact = np.concatenate(_in_threads(lambda i: entropy_scores(probs[pieces[i]]), len(pieces)))
-    return idx[_rank(exact, k)]
+    with contextlib.ExitStack() as lent:
+        work = lent.enter_context(_POOL.borrow(sum(_part_bytes(edges[i], edges[i + 1], k) for i in range(parts))))
+        while True:
+            scan = functools.partial(_scan_part, probs, edges, k, strategy, kernel, block, flat, thr0, work)
+            out = _in_threads(scan, parts)
+            if any(o is None for o in out):
+                return None
+            bad = [o[2] for o in out if o[2] >= 0]
+            if bad:
+                raise _bad_row_error(probs, min(bad))
+            idx, sc = _merge(out, lent)  # row order: parts in order, each in row order
+            # every row of the top-k (for entropy: every row within 2 eps of the k-th) must have beaten thr0
+            if thr0 == float("-inf") or np.count_nonzero(sc - 2 * eps > thr0) >= k:
+                break
+            thr0 = float("-inf")  # the guess was too high: read again from scratch
+        if not entropy:
+            return idx[_rank(sc, k)]  # exact scores; ties by position are ties by row
+        idx = _keep_top(idx, sc, k, eps)[0]
+        # exact rescoring of the few candidates (numpy releases the GIL: large candidate sets in the part threads)
+        pieces = np.array_split(idx, parts if idx.size >= parts * MIN_RESCORE_ROWS else 1)
+        exact = np.concatenate(_in_threads(lambda i: _exact_entropy(probs, pieces[i]), len(pieces)))
+        return idx[_rank(exact, k)]
+
+
+def _merge(out: list[tuple[np.ndarray, np.ndarray, int]], lent: contextlib.ExitStack) -> tuple[np.ndarray, np.ndarray]:
+    """The parts' candidates, one after the other, in a buffer lent until ``lent`` closes (one part: its own
+    arrays, no copy)."""
+    if len(out) == 1:
+        return out[0][0], out[0][1]
+    total = sum(o[0].size for o in out)
+    buf = lent.enter_context(_POOL.borrow(16 * total))
+    idx = np.concatenate([o[0] for o in out], out=buf[: 8 * total].view(np.int64))
+    return idx, np.concatenate([o[1] for o in out], out=buf[8 * total :].view(np.float64))
+
+
+def _exact_entropy(probs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``entropy_scores(probs[rows])``, :data:`RESCORE_CHUNK` rows at a time (its temporaries stay small: 12 against
+    15 ms for 10^5 rows, measured)."""
+    out = np.empty(rows.size)
+    for a in range(0, rows.size, RESCORE_CHUNK):
+        out[a : a + RESCORE_CHUNK] = entropy_scores(probs[rows[a : a + RESCORE_CHUNK]])
+    return out
 
 
 def _numpy_top_k(probs: np.ndarray, k: int, strategy: str, *, chunk_rows: int) -> np.ndarray:
@@ -702,7 +1011,7 @@ def _fused_top_k(probs: np.ndarray, k: int, strategy: str, *, chunk_rows: int | 
     n, n_classes = probs.shape
     k = min(k, n)
     fast = compiled and probs.dtype in (np.float32, np.float64) and n_classes >= 2
-    kernel = _part_kernel(n_classes, strategy) if fast else None
+    kernel = _part_kernel(n_classes, strategy, _simd(probs)) if fast else None
     if kernel is not None:
         got = _compiled_top_k(probs, k, strategy, kernel, block=chunk_rows or BLOCK_ROWS, parts=max(1, min(parts, n)))
         if got is not None:
