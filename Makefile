@@ -34,6 +34,7 @@ test: $(STAMP) services browser
 	$(PY) -m pytest
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/label_efficiency.py
 
 lint: $(STAMP)
