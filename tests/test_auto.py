@@ -184,14 +184,9 @@ def test_auto_defaults_to_surprise_and_the_lcb_reason_shows_the_bounds():
     from alloop.strategies.auto import _bounds_text
 
     auto = make_strategy("auto")
-    assert (auto.algorithm, auto.probes, auto.early_probes, auto.probe_loops, auto.alpha, auto.diverse) == (
-        "surprise",
-        1,
-        2,
-        8,
-        0.05,
-        "learned",
-    )
+    defaults = (auto.algorithm, auto.probes, auto.early_probes, auto.probe_loops, auto.alpha, auto.diverse)
+    assert defaults == ("surprise", 1, 2, 8, 0.05, "learned")
+    assert (auto.base, auto.shortlist, auto.min_probes, auto.trust_after) == ("margin", 3.0, 4, None)
     assert _bounds_text({}) == ""
     assert _bounds_text({"lcb": {"bounds": {"random": None}}}) == ""
     text = _bounds_text({"lcb": {"bounds": {"random": -0.0123, "entropy": None, "coreset": 0.004}}})
@@ -200,11 +195,14 @@ def test_auto_defaults_to_surprise_and_the_lcb_reason_shows_the_bounds():
 
 # ---- algorithm="surprise": margin unless labeled confident predictions say diversity pays -------------------
 def _surprise_campaign(truth, model, initial, loops=9, seed=0, strat=None, restore_at=None):
-    """2-D points, a 'model' ``model(X, X_lab, y_lab) -> p(class 1)``; per loop (auto, margin, diverse arm, reason)."""
+    """2-D points, a 'model' ``model(X, X_lab, y_lab) -> p(class 1)``; per loop (auto, margin, diverse arm, reason).
+
+    By default auto with ``base="margin"`` (the rest of the batch is margin's, as before v10), so that the probes and
+    the switch can be told apart from the base arm's picks."""
     rng = np.random.default_rng(seed)
     X = rng.uniform(-1, 1, size=(300, 2))
     y = truth(X).astype(np.int64)
-    strat = AutoStrategy(algorithm="surprise", seed=seed) if strat is None else strat
+    strat = AutoStrategy(algorithm="surprise", seed=seed, base="margin") if strat is None else strat
     eng = SelectionEngine(strategy=strat, seed=seed, classes=[0, 1])
     eng.add_records(np.arange(300))
     init = initial(X)
@@ -214,7 +212,7 @@ def _surprise_campaign(truth, model, initial, loops=9, seed=0, strat=None, resto
     out = []
     for loop in range(1, loops + 1):
         if loop == restore_at:  # a new process resumes the campaign from the persisted state
-            strat = AutoStrategy(algorithm="surprise", seed=seed)
+            strat = AutoStrategy(**eng.strategy.get_params())
             strat.load_state_dict(json.loads(json.dumps(eng.strategy.state_dict())))
             eng.strategy = strat
         unl = eng.pool.ids(RecordState.UNLABELED)
@@ -255,7 +253,7 @@ def test_surprise_moves_to_diversity_when_confident_predictions_are_wrong_where_
     assert strat.state_dict()["surprise"]["novel"] >= 2
     assert set(strat.__dict__.get("_arms", {})) <= {strat.diverse, "random"}  # margin's picks need no arm object
     for probes, first in ((1, 5), (early, 3)):  # one probe a loop needs two more loops to decide
-        slow = AutoStrategy(algorithm="surprise", seed=0, early_probes=probes)
+        slow = AutoStrategy(algorithm="surprise", seed=0, early_probes=probes, base="margin")
         out, _ = _surprise_campaign(lambda X: X[:, 0] > -0.5, _nearest_neighbour, _left, strat=slow)
         assert min(t for t, (*_, r) in enumerate(out) if "(diverse" in r) == first - 1 + (probes == 1)
 
@@ -313,11 +311,17 @@ def test_surprise_is_deterministic_and_resumes_from_its_state():
     tail, _ = run(restored, 3, eng)
     assert head + tail == a
     assert restored.state_dict()["surprise"]["n"] > 0
-    # the learned arm's online error model (fit on the labels of its picks) is part of the state too
-    whole, _ = _surprise_campaign(lambda X: X[:, 0] > -0.5, _nearest_neighbour, _left)
-    resumed, strat = _surprise_campaign(lambda X: X[:, 0] > -0.5, _nearest_neighbour, _left, restore_at=6)
-    assert [o[0] for o in resumed] == [o[0] for o in whole]
-    assert strat.state_dict()["learned"]["online"]["n"] >= 10
+    # the learned arm's online error model (fit on the labels of its picks) is part of the state too; with
+    # base="learned" auto uses the learned arm from the first loop, so its state matters from loop 1 on
+    for base, restore in (("margin", 6), ("learned", 6), ("learned", 2)):
+        strat = AutoStrategy(seed=0, base=base)
+        whole, _ = _surprise_campaign(lambda X: X[:, 0] > -0.5, _nearest_neighbour, _left, strat=strat)
+        strat = AutoStrategy(seed=0, base=base)
+        resumed, strat = _surprise_campaign(
+            lambda X: X[:, 0] > -0.5, _nearest_neighbour, _left, restore_at=restore, strat=strat
+        )
+        assert [o[0] for o in resumed] == [o[0] for o in whole]
+        assert strat.state_dict()["learned"]["online"]["n"] >= 10
 
 
 def test_surprise_with_probabilities_only_is_margin_and_says_why():
@@ -349,7 +353,7 @@ def test_surprise_keeps_probing_past_the_first_loops_only_while_undecided():
 
     counts = {}
     for window in (5, 8):
-        strat = AutoStrategy(algorithm="surprise", seed=0, probe_loops=window)
+        strat = AutoStrategy(algorithm="surprise", seed=0, probe_loops=window, base="margin")
         out, strat = _surprise_campaign(lambda X: X[:, 0] > 0.5, late, _left, loops=10, strat=strat)
         counts[window] = (strat.state_dict().get("surprise") or {}).get("n", 0)
         assert all("probes: " not in r for *_, r in out[:5])  # nothing confident to probe yet
@@ -359,9 +363,55 @@ def test_surprise_keeps_probing_past_the_first_loops_only_while_undecided():
 
 def test_surprise_checks_its_parameters():
     ctx = _ctx(labeled=40)
-    for bad in ({"alpha": 2.0}, {"early_probes": -1}, {"probe_loops": "8"}, {"probes": 1.5}):
+    bad_params = ({"alpha": 2.0}, {"early_probes": -1}, {"probe_loops": "8"}, {"probes": 1.5}, {"min_probes": 0})
+    for bad in bad_params + ({"trust_after": 0}, {"shortlist": 0.5}, {"base": 3}):
         with pytest.raises(Exception, match=f"'{next(iter(bad))}' parameter of AutoStrategy"):
             AutoStrategy(algorithm="surprise", **bad).select(ctx, 3)
+
+
+def test_surprise_stops_probing_once_its_first_probes_were_right():
+    probes = {}
+    for trust in (None, 2):
+        strat = AutoStrategy(algorithm="surprise", seed=0, trust_after=trust, base="margin")
+        out, strat = _surprise_campaign(lambda X: X[:, 0] < -0.6, _unsure_left, _left, strat=strat)  # model right
+        probes[trust] = [int(r.split("probes: ")[1].split()[0]) if "probes: " in r else 0 for *_, r in out]
+    assert sum(probes[None]) == 7 and probes[2] == [2] + [0] * 8  # labels of loop 1's two probes: all right
+
+
+def test_surprise_decides_from_min_probes_labeled_probes():
+    first = {}
+    for n in (2, 4):
+        strat = AutoStrategy(algorithm="surprise", seed=0, min_probes=n, base="margin")
+        out, _ = _surprise_campaign(lambda X: X[:, 0] > -0.5, _nearest_neighbour, _left, strat=strat)
+        first[n] = min(t for t, (*_, r) in enumerate(out) if "(diverse" in r)
+    assert first == {2: 1, 4: 2}  # the verdict comes a loop after the labels of enough probes
+
+
+def test_base_arm_picks_the_batch_among_margins_shortlist_and_margin_without_embeddings():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(120, 2))
+    p1 = 1.0 / (1.0 + np.exp(-3.0 * X[:, 0]))
+    ctx = SelectionContext(
+        ids=np.arange(120),
+        index=np.arange(120),
+        probs=np.column_stack([1 - p1, p1]),
+        embeddings=X,
+        n_classes=2,
+        labeled_ids=np.arange(1000, 1010),
+        labels=np.arange(10) % 2,
+        labeled_embeddings=rng.normal(size=(10, 2)),
+        history=conformance_context(120, include={"probs", "history"}).history,
+        loop=2,
+    )
+    margin = make_strategy("margin").select(ctx, 30).tolist()  # margin's best 30, best first
+    shortlist = AutoStrategy(seed=0, base="learned", shortlist=3.0, probes=0, early_probes=0)
+    picks = shortlist.select(ctx, 10).tolist()
+    assert set(picks) <= set(margin) and set(picks) != set(margin[:10])
+    assert "auto[surprise]: learned (" in shortlist.explain()
+    whole = AutoStrategy(seed=0, base="learned", shortlist=None, probes=0, early_probes=0).select(ctx, 10).tolist()
+    assert sorted(whole) == sorted(make_strategy("learned").select(ctx, 10).tolist())  # no shortlist: the learned arm's
+    no_emb = dataclasses.replace(ctx, embeddings=None, labeled_embeddings=None)
+    assert sorted(shortlist.select(no_emb, 10).tolist()) == sorted(margin[:10])
 
 
 def _final_accuracy(embeddings: bool, seed: int) -> float:

@@ -411,9 +411,12 @@ def surprise_p_value(stats: dict[str, float] | None) -> float:
     return float(binom.sf(stats["novel"] - 1.0, stats["n"], min(rate, 1.0)))
 
 
-def surprise_verdict(stats: dict[str, float] | None, *, alpha: float = SURPRISE_ALPHA) -> str:
-    """``"undecided"`` (fewer than :data:`SURPRISE_MIN_N` probes), ``"misfit"`` (at least as many errors where the
-    labels already said otherwise as novel ones: the model does not follow its labels, so spreading them will not help),
+def surprise_verdict(
+    stats: dict[str, float] | None, *, alpha: float = SURPRISE_ALPHA, min_n: int = SURPRISE_MIN_N
+) -> str:
+    """``"undecided"`` (fewer than ``min_n`` probes, by default :data:`SURPRISE_MIN_N`), ``"misfit"`` (at least as
+    many errors where the labels already said otherwise as novel ones: the model does not follow its labels, so
+    spreading them will not help),
     ``"diverse"`` (novel errors significantly more frequent than a calibrated model's errors,
     :func:`surprise_p_value` < ``alpha``, by default :data:`SURPRISE_ALPHA`) or ``"calibrated"``.
 
@@ -422,7 +425,7 @@ def surprise_verdict(stats: dict[str, float] | None, *, alpha: float = SURPRISE_
     >>> surprise_verdict({"n": 6.0, "wrong": 0.0, "novel": 0.0, "expected": 0.1})  # no error at all
     'calibrated'
     """
-    if not stats or stats["n"] < SURPRISE_MIN_N:
+    if not stats or stats["n"] < min_n:
         return "undecided"
     if stats["wrong"] > 0 and stats["wrong"] - stats["novel"] >= stats["novel"]:
         return "misfit"

@@ -183,14 +183,24 @@ class LearnedStrategy(_Stateful):
         )
         return ctx.ids[pos]
 
-    def _batch(self, ctx: SelectionContext, scores: np.ndarray, k: int) -> np.ndarray:
+    def select_among(self, ctx: SelectionContext, positions: np.ndarray, k: int) -> np.ndarray:
+        """Positions of a batch of ``k`` chosen only among ``positions``, scored on the whole pool (the features are
+        percentile ranks over all candidates, so a shortlist keeps their meaning)."""
+        self._advance(ctx)
+        F = self.features(ctx)
+        pos = self._batch(ctx, self._scores(ctx, F, self._state()), k, among=np.asarray(positions, dtype=np.int64))
+        self.remember(ctx, pos, F)
+        return pos
+
+    def _batch(self, ctx: SelectionContext, scores: np.ndarray, k: int, among: np.ndarray | None = None) -> np.ndarray:
         """Positions of the batch: farthest-first among the best ``diversity · k`` (plain top-k without embeddings)."""
         from alloop.strategies._geometry import as_matrix, kcenter_greedy, sq_dists_to_row
 
-        m = min(ctx.n, int(round(float(self.diversity) * k)))
+        pool = np.arange(ctx.n) if among is None else among
+        m = min(pool.size, int(round(float(self.diversity) * k)))
         if ctx.embeddings is None or k <= 1 or m <= k:
-            return top_k(scores, k)
-        cand = top_k(scores, m)  # best first, so position 0 of cand is the best-scored record
+            return pool[top_k(scores[pool], k)]
+        cand = pool[top_k(scores[pool], m)]  # best first, so position 0 of cand is the best-scored record
         x = as_matrix(ctx.embeddings)[cand]
         x2 = (x * x).sum(axis=1)
         chosen = kcenter_greedy(k, m, lambda j: sq_dists_to_row(x, j, x2), None, 0)
@@ -466,8 +476,10 @@ class AutoStrategy(_Bandit):
     4 are labeled; up to loop ``probe_loops`` while fewer are) are drawn by ``probe`` among the candidates the model
     is sure about; when their labels show more *novel* errors (wrong, and unlike the nearest labeled record) than a
     calibrated model makes (binomial p < ``alpha``) — and more novel errors than misfits — the batch goes to
-    ``diverse`` (the learned selector, ``selector``; ``diverse_share`` of the batch); otherwise it is margin's (maths
-    and constants in :mod:`alloop.engine.portfolio`). Without embeddings it is plain margin. ``algorithm="lcb"``,
+    ``diverse`` (the learned selector, ``selector``; ``diverse_share`` of the batch); otherwise it is ``base``'s
+    (margin; ``base="learned"`` picks among margin's best ``shortlist · k``) — maths and constants in
+    :mod:`alloop.engine.portfolio`; ``min_probes`` labeled probes make a verdict, ``trust_after`` right ones end
+    the probing. Without embeddings it is plain margin. ``algorithm="lcb"``,
     ``"exp4p"`` or ``"thompson"`` give the bandit instead: scheduler (:mod:`alloop.engine.schedule`) → portfolio
     over the eligible arms, the learned selector (``selector``) included, with ``gamma``, ``eta``, ``explore``,
     ``holdout_weight``, ``max_selection_seconds``. Arms costlier than O(n) run on ``max_candidates`` candidates of
@@ -494,6 +506,10 @@ class AutoStrategy(_Bandit):
         early_probes: int | None = 2,
         probe_loops: int = 8,
         alpha: float = 0.05,
+        min_probes: int = 4,
+        trust_after: int | None = None,
+        base: str = "margin",
+        shortlist: float | None = 3.0,
         seed: int | None = None,
     ) -> None:
         self.algorithm = algorithm
@@ -511,6 +527,10 @@ class AutoStrategy(_Bandit):
         self.early_probes = early_probes
         self.probe_loops = probe_loops
         self.alpha = alpha
+        self.min_probes = min_probes
+        self.trust_after = trust_after
+        self.base = base
+        self.shortlist = shortlist
         self.seed = seed
 
     def _plan(self, ctx: SelectionContext) -> Any:
@@ -572,7 +592,10 @@ class AutoStrategy(_Bandit):
         n_early = check_int(self.early_probes, "early_probes", owner, min=0, allow_none=True)
         probe_loops = check_int(self.probe_loops, "probe_loops", owner, min=0)
         alpha = check_float(self.alpha, "alpha", owner, low=0.0, high=1.0)
-        for param in ("diverse", "probe"):
+        min_n = check_int(self.min_probes, "min_probes", owner, min=1)
+        n_trust = check_int(self.trust_after, "trust_after", owner, min=1, allow_none=True)
+        shortlist = check_float(self.shortlist, "shortlist", owner, low=1.0, allow_none=True)
+        for param in ("diverse", "probe", "base"):
             if not isinstance(getattr(self, param), str):
                 raise ConfigError(
                     f"The '{param}' parameter of AutoStrategy must be a strategy spec. Got {getattr(self, param)!r}."
@@ -582,9 +605,11 @@ class AutoStrategy(_Bandit):
         k = min(k, ctx.n)
         probs = np.asarray(ctx.probs, dtype=np.float64)
         stats = st.get("surprise")
-        verdict = surprise_verdict(stats, alpha=alpha)
+        verdict = surprise_verdict(stats, alpha=alpha, min_n=min_n)
         if verdict == "undecided" and n_early is not None:
-            n_probes = n_early  # more probes per batch until SURPRISE_MIN_N are labeled
+            n_probes = n_early  # more probes per batch until min_probes are labeled
+        # every labeled probe right so far: the model is right where it is sure, probing ends early
+        trusted = n_trust is not None and stats is not None and stats["n"] >= n_trust and stats["wrong"] == 0
         have = set(ctx.available) | {"labels"}
         # novelty needs the nearest labeled record (embeddings), whatever the diverse arm itself needs
         can_diversify = (
@@ -607,13 +632,20 @@ class AutoStrategy(_Bandit):
             confident = np.flatnonzero(conf >= SURPRISE_CONFIDENT)
             enough = confident.size >= max(n_probes, SURPRISE_MIN_SHARE * ctx.n)
             window = SURPRISE_PROBE_LOOPS if verdict != "undecided" else max(SURPRISE_PROBE_LOOPS, probe_loops)
-            if sp["age"] <= window and enough:
+            if sp["age"] <= window and enough and not trusted:
                 sp["probed"] = ctx.loop
             if sp["probed"] == ctx.loop:
                 probes = np.sort(self._picks_among(ctx, confident, self.probe, n_probes))
         taken = np.concatenate([diverse, probes])
-        order = top_k(margin_scores(probs), min(ctx.n, k + taken.size))  # margin's best, enough to fill the batch
-        rest = order[~np.isin(order, taken)][: k - taken.size]
+        # the rest of the batch: margin's best — or the base arm's, among margin's best shortlist · k when given
+        use_base = self.base != "margin" and can_diversify and not diverse.size
+        use_base = use_base and make_strategy(self.base).needs <= have
+        m = (ctx.n if shortlist is None else int(round(k * shortlist))) if use_base else k
+        order = top_k(margin_scores(probs), min(ctx.n, max(m, k) + taken.size))
+        rest = order[~np.isin(order, taken)]
+        if use_base:
+            rest = self._base_picks(ctx, np.sort(rest), k - taken.size)
+        rest = rest[: k - taken.size]
         chosen = np.concatenate([taken, rest]).astype(np.int64)
         tracked = taken[conf[taken] >= SURPRISE_CONFIDENT]  # confident records whose labels say if it was right
         st["probe_pending"] = {
@@ -623,9 +655,15 @@ class AutoStrategy(_Bandit):
             "conf": [float(v) for v in conf[tracked]],
         }
         st["loop"], st["pending"] = ctx.loop, None
-        arm = self.diverse if diverse.size else "margin"
-        pi = {"margin": round(1.0 - diverse.size / max(k, 1), 3), self.diverse: round(diverse.size / max(k, 1), 3)}
-        from_arm = {"margin": int(rest.size), self.diverse: int(diverse.size), "probe": int(probes.size)}
+        main = self.base if use_base else "margin"
+        arm = self.diverse if diverse.size else main
+        pi: dict[str, float] = {}
+        from_arm: dict[str, int] = {}
+        share = diverse.size / max(k, 1)
+        for a, p_a, n_a in ((main, 1.0 - share, rest.size), (self.diverse, share, diverse.size)):  # main may be diverse
+            pi[a] = round(pi.get(a, 0.0) + p_a, 3)
+            from_arm[a] = from_arm.get(a, 0) + int(n_a)
+        from_arm["probe"] = int(probes.size)
         append_log(st, {"loop": ctx.loop, "pi": pi, "from": from_arm, "verdict": verdict, "surprise": stats})
         n, w, v = (0, 0, 0) if not stats else (int(stats["n"]), int(stats["wrong"]), int(stats["novel"]))
         self.__dict__["_last_reason"] = (
@@ -639,6 +677,15 @@ class AutoStrategy(_Bandit):
         q = np.zeros(ctx.n)
         q[chosen] = 1.0 / max(chosen.size, 1)
         return chosen, q if chosen.size else np.full(ctx.n, 1.0 / max(ctx.n, 1))
+
+    def _base_picks(self, ctx: SelectionContext, positions: np.ndarray, k: int) -> np.ndarray:
+        """``k`` positions chosen by ``base`` among ``positions`` (the learned selector scores the whole pool)."""
+        if self.base != "learned":
+            return self._picks_among(ctx, positions, self.base, k)
+        arm = self._learned()
+        picks = arm.select_among(ctx, positions, k)
+        self._state()["learned"] = arm.state_dict()  # its online error model learns from its picks' labels
+        return picks
 
     def _picks_among(self, ctx: SelectionContext, positions: np.ndarray, spec: str, k: int) -> np.ndarray:
         """``k`` positions chosen by strategy ``spec`` among ``positions`` (a seeded ``max_candidates`` of them)."""

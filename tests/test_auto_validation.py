@@ -1,0 +1,58 @@
+"""benchmarks/engine.py's validation summary: the objective auto is chosen by (issue 5, targets (c) and (a))."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("engine_bench", ROOT / "benchmarks" / "engine.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _cells(aubc: dict[tuple[str, str], list[float]]) -> dict:
+    """(dataset, strategy) → AUBC per seed, as cells.jsonl rows of one model."""
+    return {(ds, "logreg", s, seed): {"aubc": a} for (ds, s), values in aubc.items() for seed, a in enumerate(values)}
+
+
+def test_each_candidate_is_ranked_as_auto_among_the_seven_on_validation_cells_only(bench):
+    others = {"margin": [0.80, 0.80, 0.80], "entropy": [0.80, 0.80, 0.80], "random": [0.70, 0.71, 0.72]}
+    others |= {"coreset": [0.60, 0.60, 0.60], "portfolio": [0.75, 0.75, 0.75], "learned": [0.81, 0.79, 0.82]}
+    aubc = {("val-xor", s): v for s, v in others.items()}
+    aubc[("val-xor", "auto(good=1)")] = [0.90, 0.90, 0.90]  # best on every seed
+    aubc[("val-xor", "auto(tie=1)")] = [0.80, 0.80, 0.80]  # margin's twin: three-way tie with margin and entropy
+    aubc |= {("xor", s): [0.1, 0.1, 0.1] for s in others} | {("xor", "auto(tie=1)"): [0.9, 0.9, 0.9]}  # benchmark
+    val = bench.validation_summary(_cells(aubc), ["auto(tie=1)", "auto(good=1)", "auto(none=1)"])
+    assert list(val) == ["auto(good=1)", "auto(tie=1)", "auto(none=1)"]  # best mean rank first
+    good, tie = val["auto(good=1)"], val["auto(tie=1)"]
+    assert (good["cells"], good["seeds"], good["mean_rank"]) == (1, 3, 1.0)  # the benchmark cell "xor" is not used
+    # per seed: learned 1st/3rd/1st; margin, entropy and the twin share ranks 2-4 (3.0) or 1-3 (2.0) on seed 1
+    assert tie["mean_rank"] == pytest.approx((3.0 + 2.0 + 3.0) / 3)
+    assert tie["ranks"]["learned"] == pytest.approx((1 + 4 + 1) / 3) and tie["best_other"] == "learned"
+    assert tie["worst"]["margin"] == 0.0 and tie["non_inferior"]
+    assert good["worst"]["random"] == pytest.approx(0.9 - 0.72 - 0.0, abs=0.02) and good["non_inferior"]
+    assert val["auto(none=1)"] == {"cells": 0}
+    assert "no validation cell" in bench.render_validation(val) and "auto(good=1)" in bench.render_validation(val)
+
+
+def test_a_cell_missing_a_strategy_does_not_count_and_inferiority_is_flagged(bench):
+    base = {"margin": [0.80, 0.82, 0.81, 0.83], "entropy": [0.79] * 4, "random": [0.70] * 4}
+    base |= {"coreset": [0.6] * 4, "portfolio": [0.75] * 4, "learned": [0.78] * 4}
+    aubc = {("val2-moons", s): v for s, v in base.items()}
+    aubc[("val2-moons", "auto(bad=1)")] = list(np.array(base["margin"]) - [0.02, 0.01, 0.03, 0.02])
+    aubc |= {("val-moons", s): v for s, v in base.items() if s != "portfolio"}  # incomplete: left out
+    aubc[("val-moons", "auto(bad=1)")] = [0.99] * 4
+    v = bench.validation_summary(_cells(aubc), ["auto(bad=1)"])["auto(bad=1)"]
+    assert v["cells"] == 1 and list(v["vs_margin"]) == ["val2-moons/logreg"]
+    assert v["worst"]["margin"] < -0.005 and not v["non_inferior"]
+    assert bench.validation_summary(_cells(aubc), ["auto(bad=1)"], limit=-0.05)["auto(bad=1)"]["non_inferior"]
