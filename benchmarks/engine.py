@@ -56,7 +56,15 @@ VAL_TASK_SEED = VAL_TASK_SEEDS["val-"]
 #: change of auto's defaults must use 11 (docs/benchmarks.md "Session 5: auto v10 (helper)").
 #: learned: 2 rank features, both model classes, L2 1.0, diverse batches (chosen on VALIDATION only).
 #: portfolio: 2 the same bandit with the learned selector v2 as its learned arm.
-VERSION = {"auto": 9, "learned": 2, "portfolio": 2}
+#: Session 5 (lead), protocol: the initial labeled records are inferred once at loop 0 (probabilities and
+#: embeddings), as ``Campaign`` and ``simulate(embeddings="features")`` do and as the selector's training episodes
+#: assume, so strategies using embeddings know where the labels lie (before, the 20 initial records had none: core-set
+#: covered the pool as if nothing were labeled, auto's novelty and the learned selector's distance-to-labeled feature
+#: ignored them). Strategies that ignore embeddings (margin, entropy, random) select exactly the same (checked), so
+#: only auto 11, learned 3, portfolio 3 and core-set 2 are re-run.
+VERSION = {"auto": 11, "learned": 3, "portfolio": 3, "coreset": 2}
+#: the learned selector's leave-one-family-out files (their recipe; not the cells' version)
+SELECTOR_FILE_VERSION = 2
 #: the spec a strategy name runs as, when not the strategy's defaults (session 3 ran ``auto(algorithm='lcb')``;
 #: since session 4 ``auto`` is ``AutoStrategy``'s default, ``algorithm="surprise"``)
 SPECS: dict[str, str] = {}
@@ -67,13 +75,13 @@ def selector_for(dataset: str) -> str | None:
     """The selector file to use on ``dataset``: leave-one-family-out for synthetic families, else shipped.
 
     Built with the shipped selector's recipe (``alloop meta-train --seeds 4``, both model classes, the fit of
-    ``alloop.engine.learned.FIT``) minus the family; the file name carries ``VERSION["learned"]`` so a new
+    ``alloop.engine.learned.FIT``) minus the family; the file name carries ``SELECTOR_FILE_VERSION`` so a new
     recipe never reuses an older file.
     """
     dataset = _val_family(dataset)[0]
     if dataset not in SYNTHETIC:
         return None
-    path = OUT / f"selector-v{VERSION.get('learned', 1)}-without-{dataset}.json"
+    path = OUT / f"selector-v{SELECTOR_FILE_VERSION}-without-{dataset}.json"
     if not path.exists():
         from alloop.engine.learned import meta_train
 
@@ -144,11 +152,12 @@ def run_cell(dataset: str, model: str, strategy: str, seed: int) -> dict[str, An
     while True:
         unl = engine.pool.ids(RecordState.UNLABELED)
         more = labeled.size < BUDGET and unl.size > 0
-        outs = _fit_predict(model, seed, X[labeled], y[labeled], [X[test]] + ([X[unl]] if more else []), classes)
+        ids = np.concatenate([unl, labeled]) if loop == 0 else unl  # the initial set once (see VERSION)
+        outs = _fit_predict(model, seed, X[labeled], y[labeled], [X[test]] + ([X[ids]] if more else []), classes)
         acc.append(_accuracy(outs[0], y[test], classes))
         if not more:
             break
-        engine.ingest(Snapshot(ids=unl, probs=outs[1], embeddings=emb[unl], classes=classes.tolist()), loop=loop)
+        engine.ingest(Snapshot(ids=ids, probs=outs[1], embeddings=emb[ids], classes=classes.tolist()), loop=loop)
         t0 = time.perf_counter()
         sel = engine.recommend(min(BATCH, BUDGET - labeled.size), loop=loop)
         select_s += time.perf_counter() - t0
