@@ -31,7 +31,6 @@ def render_table(result: dict[str, Any]) -> Group:
     then (when reported) the compute used. Fits an 80-column console: numbers never wrap or get cut."""
     proto = result["protocol"]
     results = result["results"]
-    baseline = next((r["paired_vs"]["baseline"] for r in results.values() if r["paired_vs"]), proto["baseline"])
     table = Table(
         title=(
             f"{escape(str(proto['data']))} · {escape(proto['model'])} · initial {proto['initial']}, batch "
@@ -72,7 +71,7 @@ def render_table(result: dict[str, Any]) -> Group:
             *paired,
             f"{r['seconds']:.1f}",
         )
-    note = f"Δ: the paired difference of AUBC from {baseline} (the baseline); mean and std over seeds."
+    note = f"Δ: the paired difference of AUBC from {proto['baseline']} (the baseline); mean and std over seeds."
     parts: list[Any] = [table, Text(note, style="dim")]
     if any("compute" in r for r in results.values()):
         comp = Table(title="Compute (CPU seconds, all seeds)", box=box.SIMPLE_HEAD, collapse_padding=True)

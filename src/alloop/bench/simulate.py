@@ -311,7 +311,7 @@ def _check_test_size(value: Any) -> float:
     return float(value)
 
 
-def _check_strategies(strategies: Any) -> list[str]:
+def _check_strategies(strategies: Any, embeddings: str = "none") -> list[str]:
     if isinstance(strategies, str):
         strategies = [strategies]
     specs = list(strategies) if isinstance(strategies, Sequence) else None
@@ -320,13 +320,21 @@ def _check_strategies(strategies: Any) -> list[str]:
             f"The 'strategies' parameter of {OWNER} must be a non-empty list of strategy specs "
             f"such as ['margin', 'random']. Got {strategies!r}."
         )
+    needs = []
     for spec in specs:
         if specs.count(spec) > 1:
             raise ConfigError(f"The 'strategies' parameter of {OWNER} lists {spec!r} twice; give each spec once.")
         try:
-            make_strategy(spec)
+            needs.append(make_strategy(spec).needs)
         except ConfigError as exc:
             raise ConfigError(f"The 'strategies' parameter of {OWNER} is invalid: {exc}") from None
+    for spec, need in zip(specs, needs, strict=True):
+        if embeddings == "none" and "embeddings" in need:
+            raise ConfigError(
+                f"Strategy {spec!r} needs embeddings, but the 'embeddings' parameter of {OWNER} is 'none'; pass "
+                "embeddings='features' (alloop simulate --embeddings features) to give the engine the "
+                "standardised input features."
+            )
     return specs
 
 
@@ -383,15 +391,7 @@ def prepare(
             f"The 'budget' parameter of {OWNER} must be an int >= initial ({initial}), since the budget counts "
             f"the initial labels too. Got {budget}."
         )
-    specs = _check_strategies(strategies)
-    if embeddings == "none":
-        for spec in specs:
-            if "embeddings" in make_strategy(spec).needs:
-                raise ConfigError(
-                    f"Strategy {spec!r} needs embeddings, but the 'embeddings' parameter of {OWNER} is 'none'; pass "
-                    "embeddings='features' (alloop simulate --embeddings features) to give the engine the "
-                    "standardised input features."
-                )
+    specs = _check_strategies(strategies, embeddings)
     if not isinstance(model, str):
         raise ConfigError(f"The 'model' parameter of {OWNER} must be a model name such as 'logreg'. Got {model!r}.")
     try:
