@@ -443,3 +443,57 @@ def test_default_auto_improves_when_embeddings_are_shared():
     the labels."""
     for seed in range(3):  # measured: 0.81-0.93 with embeddings, 0.22-0.27 without
         assert _final_accuracy(True, seed) >= _final_accuracy(False, seed) + 0.3
+
+
+def _duplicates_ctx(dim: int = 2) -> SelectionContext:
+    """Margin's 10 best records in two tight clumps of 5; 40 less uncertain ones on a grid of spacing 10."""
+    rng = np.random.default_rng(5)
+    grid = np.array([[10.0 * i, 10.0 * j] for i in range(8) for j in range(5)])
+    centres = np.array([[15.0, 15.0], [55.0, 25.0]])  # between grid points: ≈ 7 from the nearest
+    clumps = np.repeat(centres, 5, axis=0) + rng.normal(scale=0.01, size=(10, 2))
+    X = np.vstack([clumps, grid])
+    X = np.hstack([X, np.zeros((50, dim - 2))])
+    p1 = np.r_[np.linspace(0.5, 0.52, 10), np.linspace(0.6, 0.95, 40)]
+    return SelectionContext(
+        ids=np.arange(50) + 100,
+        index=np.arange(50),
+        probs=np.column_stack([1 - p1, p1]),
+        embeddings=X,
+        n_classes=2,
+        labeled_ids=np.arange(1000, 1004),
+        labels=np.array([0, 1, 0, 1]),
+        labeled_embeddings=rng.normal(scale=5.0, size=(4, dim)) - 100.0,
+        history=conformance_context(50, include={"probs", "history"}).history,
+        loop=2,
+    )
+
+
+def test_spread_drops_near_duplicates_from_margins_batch_and_is_margin_otherwise():
+    ctx = _duplicates_ctx()
+    margin = make_strategy("margin").select(ctx, 30).tolist()
+    spread = AutoStrategy(seed=0, spread=0.5, probes=0, early_probes=0)
+    picks = spread.select(ctx, 10).tolist()
+    assert picks[:2] == margin[:1] + [margin[5]]  # margin's best, then the best of the other clump
+    assert sum(p in margin[:10] for p in picks) == 2 and set(picks[2:]) == set(margin[10:18])  # one per clump
+    assert "spread out (no two closer than 0.5 × the typical spacing)" in spread.explain()
+    assert picks == AutoStrategy(seed=0, spread=0.5, probes=0, early_probes=0).select(ctx, 10).tolist()  # seeded
+    plain = AutoStrategy(seed=0, probes=0, early_probes=0).select(ctx, 10).tolist()
+    assert sorted(plain) == sorted(margin[:10])  # off by default
+    # the rule reads distances in units of the local spacing: scaling the embeddings changes nothing
+    scaled = dataclasses.replace(ctx, embeddings=ctx.embeddings * 1000.0, labeled_embeddings=ctx.labeled_embeddings)
+    assert AutoStrategy(seed=0, spread=0.5, probes=0, early_probes=0).select(scaled, 10).tolist() == picks
+    no_emb = dataclasses.replace(ctx, embeddings=None, labeled_embeddings=None)
+    assert sorted(AutoStrategy(seed=0, spread=0.5).select(no_emb, 10).tolist()) == sorted(margin[:10])
+
+
+def test_spread_fills_the_batch_from_the_skipped_when_the_shortlist_runs_out_and_checks_its_value():
+    ctx = _duplicates_ctx()
+    margin = make_strategy("margin").select(ctx, 30).tolist()
+    picks = AutoStrategy(seed=0, spread=0.5, shortlist=1.0, probes=0, early_probes=0).select(ctx, 10).tolist()
+    assert picks == [margin[0], margin[5]] + [m for m in margin[:10] if m not in (margin[0], margin[5])]
+    state = AutoStrategy(seed=0).state_dict()
+    for bad in (-1.0, "2", True):
+        strat = AutoStrategy(seed=0, spread=bad)
+        with pytest.raises(Exception, match="'spread' parameter of AutoStrategy"):
+            strat.select(ctx, 3)
+        assert strat.state_dict() == state  # a bad value leaves the state as it was

@@ -56,3 +56,15 @@ def test_a_cell_missing_a_strategy_does_not_count_and_inferiority_is_flagged(ben
     assert v["cells"] == 1 and list(v["vs_margin"]) == ["val2-moons/logreg"]
     assert v["worst"]["margin"] < -0.005 and not v["non_inferior"]
     assert bench.validation_summary(_cells(aubc), ["auto(bad=1)"], limit=-0.05)["auto(bad=1)"]["non_inferior"]
+
+
+def test_the_multiclass_validation_family_is_like_the_real_multiclass_cells_and_seeded(bench):
+    a, b = bench.load("val-multiclass"), bench.load("val2-multiclass")
+    again = bench.load("val-multiclass")
+    assert np.array_equal(a.X, again.X) and np.array_equal(a.y, again.y)  # the task seed fixes the task
+    assert a.X.shape[1] != b.X.shape[1] or not np.array_equal(a.y, b.y)  # the two task seeds give two tasks
+    for d in (a, b):
+        assert d.X.shape[0] == 1000 and 20 <= d.X.shape[1] <= 64 and 6 <= d.classes.size <= 10
+        assert np.allclose(d.X.mean(axis=0), 0.0, atol=1e-9) and np.allclose(d.X.std(axis=0), 1.0)
+    assert "val-multiclass" in bench.VALIDATION and "multiclass" not in bench.SYNTHETIC
+    assert bench.selector_for("val-multiclass") is None  # not a training family: the shipped selector, no retraining

@@ -32,7 +32,9 @@ __all__ = [
     "min_sq_dists",
     "sq_dists",
     "sq_dists_to_row",
+    "spread_in_order",
     "subsample",
+    "typical_spacing",
     "uncertainty",
 ]
 
@@ -132,6 +134,37 @@ def fill_to_k(chosen: list[int], order: np.ndarray, k: int) -> np.ndarray:
                 out.append(int(p))
                 taken.add(int(p))
     return np.asarray(out, dtype=np.int64)
+
+
+def spread_in_order(x: np.ndarray, order: np.ndarray, k: int, radius: float) -> np.ndarray:
+    """``k`` positions of ``order`` taken in order, skipping those closer than ``radius`` to one already taken.
+
+    The skipped ones fill the batch, in order, when too few are left. With ``radius`` 0 it is ``order[:k]``.
+
+    >>> x = np.array([[0.0], [0.1], [5.0], [0.2]])
+    >>> spread_in_order(x, np.arange(4), 2, 0.5).tolist()
+    [0, 2]
+    """
+    order = np.asarray(order, dtype=np.int64)
+    taken: list[int] = []
+    r2 = float(radius) ** 2
+    for i in order.tolist():
+        if len(taken) >= k:
+            break
+        if taken and float(((x[taken] - x[i]) ** 2).sum(axis=1).min()) < r2:
+            continue
+        taken.append(i)
+    return fill_to_k(taken, order, k)
+
+
+def typical_spacing(x: np.ndarray, rng: np.random.Generator, sample: int = 256) -> float:
+    """The median distance from a record to its nearest other record (over a seeded sample of ``sample`` rows):
+    the data's own length scale, so a radius in its units means the same in any dimension and at any scale."""
+    n = x.shape[0]
+    if n < 2:
+        return 0.0
+    rows = np.sort(rng.choice(n, size=min(sample, n), replace=False))
+    return float(np.nanmedian(knn_mean_dist(x[rows], x, 1, self_pos=rows)))
 
 
 def distinct_count(x: np.ndarray) -> int:

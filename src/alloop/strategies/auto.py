@@ -510,6 +510,7 @@ class AutoStrategy(_Bandit):
         trust_after: int | None = None,
         base: str = "margin",
         shortlist: float | None = 3.0,
+        spread: float | None = None,
         seed: int | None = None,
     ) -> None:
         self.algorithm = algorithm
@@ -531,6 +532,7 @@ class AutoStrategy(_Bandit):
         self.trust_after = trust_after
         self.base = base
         self.shortlist = shortlist
+        self.spread = spread
         self.seed = seed
 
     def _plan(self, ctx: SelectionContext) -> Any:
@@ -595,6 +597,7 @@ class AutoStrategy(_Bandit):
         min_n = check_int(self.min_probes, "min_probes", owner, min=1)
         n_trust = check_int(self.trust_after, "trust_after", owner, min=1, allow_none=True)
         shortlist = check_float(self.shortlist, "shortlist", owner, low=1.0, allow_none=True)
+        spread = check_float(self.spread, "spread", owner, low=0.0, allow_none=True)
         for param in ("diverse", "probe", "base"):
             if not isinstance(getattr(self, param), str):
                 raise ConfigError(
@@ -640,11 +643,17 @@ class AutoStrategy(_Bandit):
         # the rest of the batch: margin's best — or the base arm's, among margin's best shortlist · k when given
         use_base = self.base != "margin" and can_diversify and not diverse.size
         use_base = use_base and make_strategy(self.base).needs <= have
-        m = (ctx.n if shortlist is None else int(round(k * shortlist))) if use_base else k
+        # margin's batch without near-duplicates (``spread``): its best, skipping records closer to one already taken
+        # than ``spread`` × their distance to their own nearest record, among its best shortlist · k
+        use_spread = bool(spread) and not use_base and not diverse.size and ctx.embeddings is not None
+        wide = use_base or use_spread
+        m = (ctx.n if shortlist is None else int(round(k * shortlist))) if wide else k
         order = top_k(margin_scores(probs), min(ctx.n, max(m, k) + taken.size))
         rest = order[~np.isin(order, taken)]
         if use_base:
             rest = self._base_picks(ctx, np.sort(rest), k - taken.size)
+        elif use_spread:
+            rest = self._spread(ctx, rest[: self.max_candidates], k - taken.size, float(spread or 0.0))
         rest = rest[: k - taken.size]
         chosen = np.concatenate([taken, rest]).astype(np.int64)
         tracked = taken[conf[taken] >= SURPRISE_CONFIDENT]  # confident records whose labels say if it was right
@@ -673,10 +682,24 @@ class AutoStrategy(_Bandit):
             + "; arm probabilities "
             + ", ".join(f"{a}={share:.2f}" for a, share in pi.items())
             + (f"; probes: {probes.size} among the confident" if probes.size else "")
+            + (f"; {main}'s batch spread out (no two closer than {spread or 0.0:g} × the typical spacing)" * use_spread)
         )
         q = np.zeros(ctx.n)
         q[chosen] = 1.0 / max(chosen.size, 1)
         return chosen, q if chosen.size else np.full(ctx.n, 1.0 / max(ctx.n, 1))
+
+    def _spread(self, ctx: SelectionContext, order: np.ndarray, k: int, factor: float) -> np.ndarray:
+        """``k`` of ``order`` (best first), none closer to another than ``factor`` × the pool's typical spacing (the
+        median nearest-neighbour distance, measured in a seeded ``max_candidates`` sample of a larger pool)."""
+        from alloop.strategies._geometry import as_matrix, spread_in_order, subsample, typical_spacing
+
+        emb = ctx.embeddings
+        if emb is None:
+            return order[:k]
+        rng = ctx.rng(self.seed)
+        ref = subsample(ctx.n, self.max_candidates, 1, rng)
+        radius = factor * typical_spacing(as_matrix(emb if ref is None else emb[ref]), rng)
+        return order[spread_in_order(as_matrix(emb[order]), np.arange(order.size), k, radius)]
 
     def _base_picks(self, ctx: SelectionContext, positions: np.ndarray, k: int) -> np.ndarray:
         """``k`` positions chosen by ``base`` among ``positions`` (the learned selector scores the whole pool)."""
