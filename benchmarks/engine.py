@@ -399,6 +399,38 @@ def render_validation(val: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def validation_markdown(val: dict[str, Any], cells: dict[tuple[str, str, str, int], dict[str, Any]]) -> str:
+    """The docs' tables for a tuning round: per validation cell, margin's AUBC and each candidate's paired difference
+    with margin (lower end of the one-sided 90 % interval); then each candidate's mean rank among the seven."""
+    names = [c for c, v in val.items() if v.get("cells")]
+    keys = sorted({key for c in names for key in val[c]["vs_margin"]})
+    margin: dict[str, list[float]] = {}
+    for (ds, model, strat, _seed), r in cells.items():
+        if strat == "margin" and f"{ds}/{model}" in keys:
+            margin.setdefault(f"{ds}/{model}", []).append(r["aubc"])
+    lines = [
+        "| val cell | margin AUBC | " + " | ".join(f"`{c}`" for c in names) + " |",
+        "|" + " --- |" * (len(names) + 2),
+    ]
+    for key in keys:
+        diffs = []
+        for c in names:
+            p = val[c]["vs_margin"].get(key)
+            diffs.append("—" if p is None else f"{p['diff_mean']:+.4f} ({p['lower90'] or 0.0:+.4f})")
+        m = np.mean(margin.get(key, [np.nan]))
+        lines.append(f"| {key.replace('/', ' · ')} | {m:.4f} | " + " | ".join(diffs) + " |")
+    lines += ["", "| candidate as auto | mean rank | best other | worst lower 90 % vs margin | vs random |"]
+    lines.append("| --- | --- | --- | --- | --- |")
+    for c in names:
+        v = val[c]
+        best = v["best_other"]
+        lines.append(
+            f"| `{c}` | {v['mean_rank']:.3f} | {best} {v['ranks'][best]:.3f} | {v['worst']['margin']:+.4f} | "
+            f"{v['worst']['random']:+.4f} |"
+        )
+    return "\n".join(lines)
+
+
 def render(summary: dict[str, Any]) -> str:
     lines = []
     for r in summary["rows"]:
@@ -523,6 +555,8 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(summary) if args.markdown else render(summary))
     if "validation" in summary:
         print(render_validation(summary["validation"]))
+        if args.markdown:
+            print(validation_markdown(summary["validation"], cells))
     print(json.dumps(summary["targets"], indent=1))
     return 0
 

@@ -68,3 +68,18 @@ def test_the_multiclass_validation_family_is_like_the_real_multiclass_cells_and_
         assert np.allclose(d.X.mean(axis=0), 0.0, atol=1e-9) and np.allclose(d.X.std(axis=0), 1.0)
     assert "val-multiclass" in bench.VALIDATION and "multiclass" not in bench.SYNTHETIC
     assert bench.selector_for("val-multiclass") is None  # not a training family: the shipped selector, no retraining
+
+
+def test_the_validation_tables_show_each_candidates_difference_with_margin_and_its_rank(bench):
+    base = {"margin": [0.80, 0.82, 0.81], "entropy": [0.79] * 3, "random": [0.70] * 3}
+    base |= {"coreset": [0.6] * 3, "portfolio": [0.75] * 3, "learned": [0.78] * 3}
+    aubc = {("val-moons", s): v for s, v in base.items()}
+    aubc[("val-moons", "auto(up=1)")] = [0.83, 0.84, 0.83]  # +0.0233 over margin
+    cells = _cells(aubc)
+    val = bench.validation_summary(cells, ["auto(up=1)", "auto(none=1)"])
+    text = bench.validation_markdown(val, cells)
+    row = next(line for line in text.splitlines() if line.startswith("| val-moons · logreg"))
+    assert row.startswith("| val-moons · logreg | 0.8100 | +0.0233 (")
+    assert "auto(none=1)" not in text  # a candidate without cells has no column
+    rank = next(line for line in text.splitlines() if line.startswith("| `auto(up=1)`"))
+    assert rank.startswith("| `auto(up=1)` | 1.000 | margin 2.000 |")
