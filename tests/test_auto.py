@@ -187,6 +187,7 @@ def test_auto_defaults_to_surprise_and_the_lcb_reason_shows_the_bounds():
     defaults = (auto.algorithm, auto.probes, auto.early_probes, auto.probe_loops, auto.alpha, auto.diverse)
     assert defaults == ("surprise", 1, 2, 8, 0.05, "learned")
     assert (auto.base, auto.shortlist, auto.min_probes, auto.trust_after) == ("margin", 3.0, 4, None)
+    assert auto.spread == 4.0 and make_strategy("learned").diversity == 2.0  # session 6's defaults (v12, learned v4)
     assert _bounds_text({}) == ""
     assert _bounds_text({"lcb": {"bounds": {"random": None}}}) == ""
     text = _bounds_text({"lcb": {"bounds": {"random": -0.0123, "entropy": None, "coreset": 0.004}}})
@@ -197,12 +198,12 @@ def test_auto_defaults_to_surprise_and_the_lcb_reason_shows_the_bounds():
 def _surprise_campaign(truth, model, initial, loops=9, seed=0, strat=None, restore_at=None):
     """2-D points, a 'model' ``model(X, X_lab, y_lab) -> p(class 1)``; per loop (auto, margin, diverse arm, reason).
 
-    By default auto with ``base="margin"`` (the rest of the batch is margin's, as before v10), so that the probes and
-    the switch can be told apart from the base arm's picks."""
+    By default auto with ``base="margin", spread=None`` (the rest of the batch is margin's top, as before v10 and v12),
+    so that the probes and the switch can be told apart from the base arm's picks."""
     rng = np.random.default_rng(seed)
     X = rng.uniform(-1, 1, size=(300, 2))
     y = truth(X).astype(np.int64)
-    strat = AutoStrategy(algorithm="surprise", seed=seed, base="margin") if strat is None else strat
+    strat = AutoStrategy(algorithm="surprise", seed=seed, base="margin", spread=None) if strat is None else strat
     eng = SelectionEngine(strategy=strat, seed=seed, classes=[0, 1])
     eng.add_records(np.arange(300))
     init = initial(X)
@@ -253,7 +254,7 @@ def test_surprise_moves_to_diversity_when_confident_predictions_are_wrong_where_
     assert strat.state_dict()["surprise"]["novel"] >= 2
     assert set(strat.__dict__.get("_arms", {})) <= {strat.diverse, "random"}  # margin's picks need no arm object
     for probes, first in ((1, 5), (early, 3)):  # one probe a loop needs two more loops to decide
-        slow = AutoStrategy(algorithm="surprise", seed=0, early_probes=probes, base="margin")
+        slow = AutoStrategy(algorithm="surprise", seed=0, early_probes=probes, base="margin", spread=None)
         out, _ = _surprise_campaign(lambda X: X[:, 0] > -0.5, _nearest_neighbour, _left, strat=slow)
         assert min(t for t, (*_, r) in enumerate(out) if "(diverse" in r) == first - 1 + (probes == 1)
 
@@ -353,7 +354,7 @@ def test_surprise_keeps_probing_past_the_first_loops_only_while_undecided():
 
     counts = {}
     for window in (5, 8):
-        strat = AutoStrategy(algorithm="surprise", seed=0, probe_loops=window, base="margin")
+        strat = AutoStrategy(algorithm="surprise", seed=0, probe_loops=window, base="margin", spread=None)
         out, strat = _surprise_campaign(lambda X: X[:, 0] > 0.5, late, _left, loops=10, strat=strat)
         counts[window] = (strat.state_dict().get("surprise") or {}).get("n", 0)
         assert all("probes: " not in r for *_, r in out[:5])  # nothing confident to probe yet
@@ -372,7 +373,7 @@ def test_surprise_checks_its_parameters():
 def test_surprise_stops_probing_once_its_first_probes_were_right():
     probes = {}
     for trust in (None, 2):
-        strat = AutoStrategy(algorithm="surprise", seed=0, trust_after=trust, base="margin")
+        strat = AutoStrategy(algorithm="surprise", seed=0, trust_after=trust, base="margin", spread=None)
         out, strat = _surprise_campaign(lambda X: X[:, 0] < -0.6, _unsure_left, _left, strat=strat)  # model right
         probes[trust] = [int(r.split("probes: ")[1].split()[0]) if "probes: " in r else 0 for *_, r in out]
     assert sum(probes[None]) == 7 and probes[2] == [2] + [0] * 8  # labels of loop 1's two probes: all right
@@ -381,7 +382,7 @@ def test_surprise_stops_probing_once_its_first_probes_were_right():
 def test_surprise_decides_from_min_probes_labeled_probes():
     first = {}
     for n in (2, 4):
-        strat = AutoStrategy(algorithm="surprise", seed=0, min_probes=n, base="margin")
+        strat = AutoStrategy(algorithm="surprise", seed=0, min_probes=n, base="margin", spread=None)
         out, _ = _surprise_campaign(lambda X: X[:, 0] > -0.5, _nearest_neighbour, _left, strat=strat)
         first[n] = min(t for t, (*_, r) in enumerate(out) if "(diverse" in r)
     assert first == {2: 1, 4: 2}  # the verdict comes a loop after the labels of enough probes

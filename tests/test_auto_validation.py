@@ -83,3 +83,28 @@ def test_the_validation_tables_show_each_candidates_difference_with_margin_and_i
     assert "auto(none=1)" not in text  # a candidate without cells has no column
     rank = next(line for line in text.splitlines() if line.startswith("| `auto(up=1)`"))
     assert rank.startswith("| `auto(up=1)` | 1.000 | margin 2.000 |")
+
+
+def test_the_learned_selectors_target_is_counted_per_candidate_on_validation_cells(bench):
+    # 6 seeds: margin beats random on every seed (Wilcoxon p = 0.031), so the learned target applies to the cell
+    base = {"margin": [0.80, 0.81, 0.82, 0.83, 0.84, 0.85], "random": [0.70, 0.72, 0.71, 0.73, 0.70, 0.72]}
+    base |= {"entropy": [0.79] * 6, "coreset": [0.60] * 6}
+    aubc = {("val-xor", s): v for s, v in base.items()}
+    aubc[("val-xor", "learned(good=1)")] = [0.75, 0.76, 0.74, 0.77, 0.75, 0.78]  # above random on every seed
+    aubc[("val-xor", "learned(bad=1)")] = [0.72, 0.70, 0.72, 0.72, 0.71, 0.70]  # as good as random
+    aubc |= {("xor", s): v for s, v in base.items()} | {("xor", "learned(bad=1)"): [0.9] * 6}  # a benchmark cell
+    out = bench.learned_validation(_cells(aubc), ["learned(bad=1)", "learned(good=1)"])
+    assert list(out) == ["learned(good=1)", "learned(bad=1)"]  # more cells met first
+    assert out["learned(good=1)"] == {"cells": 1, "met": 1, "of": 1, "missed": [], "mean_rank": 3.0}
+    assert out["learned(bad=1)"]["met"] == 0 and out["learned(bad=1)"]["missed"] == ["val-xor/logreg"]
+
+
+def test_at_version_only_reads_stored_cells_and_names_the_strategies_it_knows(bench, capsys):
+    before = dict(bench.VERSION)
+    with pytest.raises(SystemExit) as run:
+        bench.main(["--at-version", "auto=11"])  # running cells under an old version label would mislabel them
+    assert run.value.code == 2 and "add --summary" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--summary", "--at-version", "nope=1"])
+    assert "STRATEGY one of ['auto', 'coreset', 'learned', 'portfolio']" in capsys.readouterr().err
+    assert bench.VERSION == before

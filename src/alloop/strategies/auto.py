@@ -92,7 +92,7 @@ class LearnedStrategy(_Stateful):
     optional_needs: ClassVar[frozenset[str]] = frozenset({"embeddings"})
     batch_aware = True
 
-    def __init__(self, *, weights: str | None = None, online: bool = True, diversity: float = 3.0) -> None:
+    def __init__(self, *, weights: str | None = None, online: bool = True, diversity: float = 2.0) -> None:
         self.weights = weights
         self.online = online
         self.diversity = diversity
@@ -477,7 +477,9 @@ class AutoStrategy(_Bandit):
     is sure about; when their labels show more *novel* errors (wrong, and unlike the nearest labeled record) than a
     calibrated model makes (binomial p < ``alpha``) — and more novel errors than misfits — the batch goes to
     ``diverse`` (the learned selector, ``selector``; ``diverse_share`` of the batch); otherwise it is ``base``'s
-    (margin; ``base="learned"`` picks among margin's best ``shortlist · k``) — maths and constants in
+    (margin, taken in order among its best ``shortlist · k`` but skipping records closer than ``spread`` × the
+    pool's typical nearest-neighbour distance to one already taken; ``base="learned"`` picks among margin's best
+    ``shortlist · k`` instead) — maths and constants in
     :mod:`alloop.engine.portfolio`; ``min_probes`` labeled probes make a verdict, ``trust_after`` right ones end
     the probing. Without embeddings it is plain margin. ``algorithm="lcb"``,
     ``"exp4p"`` or ``"thompson"`` give the bandit instead: scheduler (:mod:`alloop.engine.schedule`) → portfolio
@@ -510,7 +512,7 @@ class AutoStrategy(_Bandit):
         trust_after: int | None = None,
         base: str = "margin",
         shortlist: float | None = 3.0,
-        spread: float | None = None,
+        spread: float | None = 4.0,
         seed: int | None = None,
     ) -> None:
         self.algorithm = algorithm
@@ -653,7 +655,7 @@ class AutoStrategy(_Bandit):
         if use_base:
             rest = self._base_picks(ctx, np.sort(rest), k - taken.size)
         elif use_spread:
-            rest = self._spread(ctx, rest[: self.max_candidates], k - taken.size, float(spread or 0.0))
+            rest = self._spread(ctx, rest[: max(self.max_candidates, k)], k - taken.size, float(spread or 0.0))
         rest = rest[: k - taken.size]
         chosen = np.concatenate([taken, rest]).astype(np.int64)
         tracked = taken[conf[taken] >= SURPRISE_CONFIDENT]  # confident records whose labels say if it was right
