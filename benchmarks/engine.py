@@ -29,6 +29,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -346,6 +347,18 @@ def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _validation_rows(
+    cells: dict[tuple[str, str, str, int], dict[str, Any]], cand: str, as_name: str, others: Sequence[str]
+) -> list[dict[str, Any]]:
+    """:func:`summarise` rows of the validation cells holding ``cand`` (renamed ``as_name``) and all of ``others``."""
+    sub = {
+        (ds, m, as_name if s == cand else s, seed): r
+        for (ds, m, s, seed), r in cells.items()
+        if _val_family(ds)[1] is not None and (s == cand or s in others)
+    }
+    return [r for r in summarise(sub)["rows"] if set(r["strategies"]) == {as_name, *others}]
+
+
 def validation_summary(
     cells: dict[tuple[str, str, str, int], dict[str, Any]], candidates: list[str], *, limit: float = -0.005
 ) -> dict[str, Any]:
@@ -360,12 +373,7 @@ def validation_summary(
     others = [s for s in STRATEGIES if s != "auto"]
     out: dict[str, Any] = {}
     for cand in candidates:
-        sub = {
-            (ds, m, "auto" if s == cand else s, seed): r
-            for (ds, m, s, seed), r in cells.items()
-            if _val_family(ds)[1] is not None and (s == cand or s in others)
-        }
-        rows = [r for r in summarise(sub)["rows"] if set(r["strategies"]) == set(STRATEGIES)]
+        rows = _validation_rows(cells, cand, "auto", others)
         if not rows:
             out[cand] = {"cells": 0}
             continue
@@ -395,12 +403,7 @@ def learned_validation(cells: dict[tuple[str, str, str, int], dict[str, Any]], c
     fixed = ("margin", "entropy", "random", "coreset")
     out: dict[str, Any] = {}
     for cand in candidates:
-        sub = {
-            (ds, m, "learned" if s == cand else s, seed): r
-            for (ds, m, s, seed), r in cells.items()
-            if _val_family(ds)[1] is not None and (s == cand or s in fixed)
-        }
-        rows = [r for r in summarise(sub)["rows"] if set(r["strategies"]) == {"learned", *fixed}]
+        rows = _validation_rows(cells, cand, "learned", fixed)
         t = targets(rows)
         entries = t["learned_vs_random"]
         out[cand] = {
