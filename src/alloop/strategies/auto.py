@@ -646,7 +646,7 @@ class AutoStrategy(_Bandit):
         use_base = self.base != "margin" and can_diversify and not diverse.size
         use_base = use_base and make_strategy(self.base).needs <= have
         # margin's batch without near-duplicates (``spread``): its best, skipping records closer to one already taken
-        # than ``spread`` × their distance to their own nearest record, among its best shortlist · k
+        # than ``spread`` × the pool's typical nearest-neighbour distance, among its best shortlist · k
         use_spread = bool(spread) and not use_base and not diverse.size and ctx.embeddings is not None
         wide = use_base or use_spread
         m = (ctx.n if shortlist is None else int(round(k * shortlist))) if wide else k
