@@ -476,7 +476,8 @@ def test_spread_drops_near_duplicates_from_margins_batch_and_is_margin_otherwise
     picks = spread.select(ctx, 10).tolist()
     assert picks[:2] == margin[:1] + [margin[5]]  # margin's best, then the best of the other clump
     assert sum(p in margin[:10] for p in picks) == 2 and set(picks[2:]) == set(margin[10:18])  # one per clump
-    assert "spread out (no two closer than 0.5 × the typical spacing)" in spread.explain()
+    assert "spread out: 8 of 10 replaced by records farther apart (no two closer than 0.5 ×" in spread.explain()
+    assert spread.state_dict()["log"][-1]["spread_replaced"] == 8
     assert picks == AutoStrategy(seed=0, spread=0.5, probes=0, early_probes=0).select(ctx, 10).tolist()  # seeded
     plain = AutoStrategy(seed=0, probes=0, early_probes=0).select(ctx, 10).tolist()
     assert sorted(plain) == sorted(margin[:10])  # off by default
@@ -498,3 +499,14 @@ def test_spread_fills_the_batch_from_the_skipped_when_the_shortlist_runs_out_and
         with pytest.raises(Exception, match="'spread' parameter of AutoStrategy"):
             strat.select(ctx, 3)
         assert strat.state_dict() == state  # a bad value leaves the state as it was
+
+
+def test_spread_leaves_margins_batch_alone_in_high_dimensions():
+    # 50-D: every two records are about equally far apart, so none is (or all are) closer than the radius
+    rng = np.random.default_rng(9)
+    ctx = dataclasses.replace(_duplicates_ctx(), embeddings=rng.normal(size=(50, 50)), labeled_embeddings=None)
+    margin = make_strategy("margin").select(ctx, 10).tolist()
+    for spread in (0.5, 4.0):
+        strat = AutoStrategy(seed=0, spread=spread, probes=0, early_probes=0)
+        assert strat.select(ctx, 10).tolist() == margin
+        assert strat.state_dict()["log"][-1]["spread_replaced"] == 0 and "0 of 10 replaced" in strat.explain()

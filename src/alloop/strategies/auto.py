@@ -654,8 +654,11 @@ class AutoStrategy(_Bandit):
         rest = order[~np.isin(order, taken)]
         if use_base:
             rest = self._base_picks(ctx, np.sort(rest), k - taken.size)
-        elif use_spread:
+        replaced = 0
+        if use_spread:
+            plain = rest[: k - taken.size]
             rest = self._spread(ctx, rest[: max(self.max_candidates, k)], k - taken.size, float(spread or 0.0))
+            replaced = int(np.setdiff1d(rest, plain).size)
         rest = rest[: k - taken.size]
         chosen = np.concatenate([taken, rest]).astype(np.int64)
         tracked = taken[conf[taken] >= SURPRISE_CONFIDENT]  # confident records whose labels say if it was right
@@ -675,7 +678,8 @@ class AutoStrategy(_Bandit):
             pi[a] = round(pi.get(a, 0.0) + p_a, 3)
             from_arm[a] = from_arm.get(a, 0) + int(n_a)
         from_arm["probe"] = int(probes.size)
-        append_log(st, {"loop": ctx.loop, "pi": pi, "from": from_arm, "verdict": verdict, "surprise": stats})
+        entry = {"loop": ctx.loop, "pi": pi, "from": from_arm, "verdict": verdict, "surprise": stats}
+        append_log(st, entry | ({"spread_replaced": replaced} if use_spread else {}))
         n, w, v = (0, 0, 0) if not stats else (int(stats["n"]), int(stats["wrong"]), int(stats["novel"]))
         self.__dict__["_last_reason"] = (
             f"auto[surprise]: {arm} ({verdict}: {w} of {n} confident predictions wrong, {v} outside what the labels "
@@ -684,7 +688,11 @@ class AutoStrategy(_Bandit):
             + "; arm probabilities "
             + ", ".join(f"{a}={share:.2f}" for a, share in pi.items())
             + (f"; probes: {probes.size} among the confident" if probes.size else "")
-            + (f"; {main}'s batch spread out (no two closer than {spread or 0.0:g} × the typical spacing)" * use_spread)
+            + (
+                f"; {main}'s batch spread out: {replaced} of {rest.size} replaced by records farther apart (no two "
+                f"closer than {spread or 0.0:g} × the typical spacing)"
+            )
+            * use_spread
         )
         q = np.zeros(ctx.n)
         q[chosen] = 1.0 / max(chosen.size, 1)
