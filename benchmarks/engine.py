@@ -432,6 +432,17 @@ def render_validation(val: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_learned_validation(val: dict[str, Any]) -> str:
+    """One line per learned-selector candidate: validation cells where its target is met, the ones missed, mean rank."""
+    lines = []
+    for cand, v in val.items():
+        missed = f" (missed: {', '.join(v['missed'])})" if v["missed"] else ""
+        rank = "—" if v["mean_rank"] is None else f"{v['mean_rank']:.3f}"
+        met = f"{v['met']} of {v['of']} validation cells{missed}"
+        lines.append(f"  learned target met on {met}, mean rank {rank} · {cand}")
+    return "\n".join(lines)
+
+
 def validation_markdown(val: dict[str, Any], cells: dict[tuple[str, str, str, int], dict[str, Any]]) -> str:
     """The docs' tables for a tuning round: per validation cell, margin's AUBC and each candidate's paired difference
     with margin (lower end of the one-sided 90 % interval); then each candidate's mean rank among the seven."""
@@ -608,10 +619,8 @@ def main(argv: list[str] | None = None) -> int:
         print(render_validation(summary["validation"]))
         if args.markdown:
             print(validation_markdown(summary["validation"], cells))
-    for cand, v in summary.get("learned_validation", {}).items():
-        missed = f" (missed: {', '.join(v['missed'])})" if v["missed"] else ""
-        rank = "—" if v["mean_rank"] is None else f"{v['mean_rank']:.3f}"
-        print(f"  learned target met on {v['met']} of {v['of']} validation cells{missed}, mean rank {rank} · {cand}")
+    if "learned_validation" in summary:
+        print(render_learned_validation(summary["learned_validation"]))
     print(json.dumps(summary["targets"], indent=1))
     return 0
 

@@ -97,6 +97,9 @@ def test_the_learned_selectors_target_is_counted_per_candidate_on_validation_cel
     assert list(out) == ["learned(good=1)", "learned(bad=1)"]  # more cells met first
     assert out["learned(good=1)"] == {"cells": 1, "met": 1, "of": 1, "missed": [], "mean_rank": 3.0}
     assert out["learned(bad=1)"]["met"] == 0 and out["learned(bad=1)"]["missed"] == ["val-xor/logreg"]
+    text = bench.render_learned_validation(out).splitlines()
+    assert text[0] == "  learned target met on 1 of 1 validation cells, mean rank 3.000 · learned(good=1)"
+    assert text[1].startswith("  learned target met on 0 of 1 validation cells (missed: val-xor/logreg)")
 
 
 def test_at_version_only_reads_stored_cells_and_names_the_strategies_it_knows(bench, capsys):

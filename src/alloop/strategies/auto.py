@@ -690,9 +690,10 @@ class AutoStrategy(_Bandit):
             + (f"; probes: {probes.size} among the confident" if probes.size else "")
             + (
                 f"; {main}'s batch spread out: {replaced} of {rest.size} replaced by records farther apart (no two "
-                f"closer than {spread or 0.0:g} × the typical spacing)"
+                f"closer than {spread:g} × the typical spacing)"
+                if use_spread
+                else ""
             )
-            * use_spread
         )
         q = np.zeros(ctx.n)
         q[chosen] = 1.0 / max(chosen.size, 1)
